@@ -1,0 +1,30 @@
+"""Callbacks every run carries (listed in ``configs/base.yaml``)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from lightning.pytorch import Callback
+
+
+class RNGStateCheckpoint(Callback):
+    """Stores the Python, NumPy and torch (CPU and CUDA) random states in every checkpoint.
+
+    Restoring them makes a resumed run draw the same dropout masks, noise and augmentations as an
+    uninterrupted one, so the two end with the same weights.
+    """
+
+    def state_dict(self) -> dict:
+        state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        random.setstate(state_dict["python"])
+        np.random.set_state(state_dict["numpy"])
+        torch.set_rng_state(state_dict["torch"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])

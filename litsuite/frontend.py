@@ -1,0 +1,147 @@
+"""The thin front end of ``train.py``: shortcuts, registry look-up and run directory, then LightningCLI.
+
+Everything up to :func:`litsuite.training.fit` runs without importing torch, so a wrong model or
+data set name is answered in well under a second. ``sys.argv`` is never rewritten: under DDP
+Lightning starts the other ranks with the same command line, and they must reach the same
+decisions (the run directory travels to them in ``LITSUITE_RUN_DIR``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+from litsuite import registry, runs
+from litsuite.loggers import LOGGERS, choose_wandb_mode, logger_config
+
+EXAMPLES = """\
+examples:
+  python train.py --model linear_ae                                  # default data set, one device
+  python train.py --model linear_ae --data fashion_mnist --model.k 32
+  python train.py --model linear_ae --devices 2                      # DDP on 2 devices (CPU: gloo)
+  python train.py --model linear_ae --config my.yaml --trainer.max_epochs 5 --resume auto
+  python train.py --model linear_ae --config configs/debug.yaml --logger none
+  python evaluate.py --run last                                      # test split + report
+
+Every other --model.X, --data.X, --trainer.X, --checkpoint.X and --seed_everything passes
+through to LightningCLI; `python train.py --model NAME --print_config` shows them all."""
+
+
+class FrontEndError(ValueError):
+    """A problem in the command line, reported as one line."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train a litsuite model. Runs land in runs/<model>-<data>-<stamp>/ (config, checkpoints, logs).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument("--model", help=f"model name, one of: {', '.join(registry.model_names())}")
+    parser.add_argument("--data", help=f"data set, one of: {', '.join(registry.data_names())} (default: the model's)")
+    parser.add_argument("--devices", help="devices per node (int, 'auto' or a list); under SLURM: tasks per node")
+    parser.add_argument("--num_nodes", type=int, help="number of nodes (default 1; under SLURM: the job's nodes)")
+    parser.add_argument(
+        "--logger", choices=LOGGERS, default="wandb", help="wandb (offline without API key), csv or none"
+    )
+    parser.add_argument("--resume", metavar="auto|PATH", help="auto: newest run of this model; or a run dir / .ckpt")
+    parser.add_argument("--config", action="append", default=[], metavar="YAML", help="extra config file (repeatable)")
+    return parser
+
+
+def slurm_default(name: str) -> str | None:
+    """A Trainer size from the SLURM environment, so the job script and the Trainer cannot disagree."""
+    if not os.environ.get("SLURM_JOB_ID") or os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive"):
+        return None
+    if name == "devices":
+        value = os.environ.get("SLURM_NTASKS_PER_NODE")
+        return value.split("(")[0] if value else None
+    return os.environ.get("SLURM_NNODES")
+
+
+def resolve_run(model: str, data: str, resume: str | None) -> tuple[Path, Path | None]:
+    """The run directory and the checkpoint to resume from (None for a fresh start)."""
+    fixed = os.environ.get(runs.RUN_DIR_ENV)
+    if resume in (None, "auto"):
+        if fixed:
+            run_dir = Path(fixed)
+        elif resume == "auto" and (found := runs.newest_resumable(model)) is not None:
+            run_dir = found
+        else:
+            run_dir = runs.new_run_dir(model, data)
+        ckpt = run_dir / runs.LAST_CKPT
+        return run_dir, ckpt if resume == "auto" and ckpt.is_file() else None
+    path = Path(resume)
+    ckpt = path if path.is_file() else path / runs.LAST_CKPT
+    if not ckpt.is_file():
+        raise FrontEndError(f"--resume {resume}: no checkpoint at {ckpt}; pass a .ckpt file, a run directory or 'auto'")
+    return Path(fixed) if fixed else ckpt.parent.parent, ckpt
+
+
+def override_keys(rest: list[str]) -> list[str]:
+    """The dotted keys of pass-through options (``--model.k`` → ``model.k``)."""
+    return [m.group(1) for arg in rest if (m := re.match(r"--([\w.]+)", arg))]
+
+
+def check_pass_through(rest: list[str]) -> None:
+    """Reject stray positional words and unknown top-level sections before the heavy imports."""
+    sections = ("model", "data", "trainer", "checkpoint", "seed_everything", "print_config", "help")
+    if rest and not rest[0].startswith("-"):
+        raise FrontEndError(f"unexpected argument '{rest[0]}'; options look like --model.k 32")
+    for key in override_keys(rest):
+        if key.split(".")[0] not in sections:
+            raise FrontEndError(
+                f"unknown option '--{key}'; "
+                "shortcuts: --model --data --devices --num_nodes --logger --resume --config; "
+                f"pass-through sections: {', '.join('--' + s + '.*' for s in sections[:4])}"
+            )
+
+
+def cli_arguments(ns: argparse.Namespace, data: str, run_dir: Path, rest: list[str]) -> list[str]:
+    """The LightningCLI argument list: registry configs, user configs, shortcuts, then overrides."""
+    args = ["--config", str(registry.BASE_CONFIG), "--config", str(registry.model_config(ns.model))]
+    if ns.data:
+        args += ["--config", str(registry.data_config(data))]
+    for extra in ns.config:
+        if not Path(extra).is_file():
+            raise FrontEndError(f"--config {extra}: no such file")
+        args += ["--config", extra]
+    args += ["--trainer.default_root_dir", str(run_dir), "--checkpoint.dirpath", str(run_dir / "checkpoints")]
+    args += ["--trainer.logger", logger_config(ns.logger, run_dir)]
+    devices = ns.devices or slurm_default("devices")
+    num_nodes = ns.num_nodes or slurm_default("num_nodes")
+    if devices:
+        args += ["--trainer.devices", str(devices)]
+    if num_nodes:
+        args += ["--trainer.num_nodes", str(num_nodes)]
+    return args + rest
+
+
+def main(argv: list[str]) -> int:
+    parser = build_parser()
+    ns, rest = parser.parse_known_args(argv)
+    try:
+        if not ns.model:
+            raise FrontEndError(f"--model is required; valid choices: {', '.join(registry.model_names())}")
+        registry.model_config(ns.model)
+        data = registry.data_config(ns.data).stem if ns.data else registry.default_data_of(ns.model)
+        check_pass_through(rest)
+        run_dir, ckpt = resolve_run(ns.model, data, ns.resume)
+        args = cli_arguments(ns, data, run_dir, rest)
+    except (registry.ChoiceError, FrontEndError) as err:
+        print(f"train.py: error: {err}", file=sys.stderr)
+        return 2
+    os.environ[runs.RUN_DIR_ENV] = str(run_dir)  # DDP ranks started by Lightning inherit it
+    notice = choose_wandb_mode(run_dir) if ns.logger == "wandb" else None
+    if notice and os.environ.get("SLURM_PROCID", "0") == "0":  # under srun every task runs this front end
+        print(notice, flush=True)
+    class_path = registry.class_path_of(registry.load_yaml(registry.model_config(ns.model)), "model")
+
+    from litsuite.training import fit  # heavy imports start here
+
+    return fit(args, class_path, run_dir, ckpt)

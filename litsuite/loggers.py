@@ -1,0 +1,73 @@
+"""Logger choice for ``--logger wandb|csv|none``, expressed as LightningCLI config.
+
+wandb goes online only when an API key is configured; otherwise it is switched to offline mode
+before anything imports wandb, so a run never prompts for a login or waits on the network.
+"""
+
+from __future__ import annotations
+
+import json
+import netrc
+import os
+from pathlib import Path
+
+LOGGERS = ("wandb", "csv", "none")
+WANDB_ID_ENV = "LITSUITE_WANDB_ID"  # set by the SLURM templates so a requeued job continues its run
+WANDB_PROJECT_ENV = "LITSUITE_WANDB_PROJECT"
+
+
+def wandb_key_configured() -> bool:
+    """True when wandb would find an API key (environment or ``~/.netrc`` after ``wandb login``)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        hosts = netrc.netrc().hosts
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+    return any("wandb" in host for host in hosts)
+
+
+def choose_wandb_mode(run_dir: Path) -> str | None:
+    """Set ``WANDB_MODE=offline`` when no key is configured; return a one-line notice, or None."""
+    os.environ.setdefault("WANDB_SILENT", "true")
+    if os.environ.get("WANDB_MODE") or wandb_key_configured():
+        return None
+    os.environ["WANDB_MODE"] = "offline"
+    return (
+        "wandb: no API key configured, logging offline; upload later with: "
+        f"wandb sync {run_dir / 'wandb'}/offline-run-*"
+    )
+
+
+def wandb_id(run_dir: Path) -> str:
+    """A stable wandb run id for a run directory (or the one the environment fixes)."""
+    return os.environ.get(WANDB_ID_ENV) or run_dir.name.replace(".", "_")[-64:]
+
+
+def logger_config(kind: str, run_dir: Path) -> str:
+    """The ``--trainer.logger`` value (JSON) for a logger name.
+
+    A CSV logger writing ``<run>/metrics.csv`` comes first in every case but ``none``: the
+    report draws its training curves from it, and it makes ``trainer.log_dir`` the run directory.
+    """
+    if kind == "none":
+        return "false"
+    csv = {
+        "class_path": "litsuite.csv_logger.RunCSVLogger",
+        "init_args": {"save_dir": str(run_dir), "name": "", "version": ""},
+    }
+    loggers = [csv]
+    if kind == "wandb":
+        loggers.append(
+            {
+                "class_path": "lightning.pytorch.loggers.WandbLogger",
+                "init_args": {
+                    "save_dir": str(run_dir),
+                    "project": os.environ.get(WANDB_PROJECT_ENV, "litsuite"),
+                    "name": run_dir.name,
+                    "id": wandb_id(run_dir),
+                },
+                "dict_kwargs": {"resume": "allow"},
+            }
+        )
+    return json.dumps(loggers)

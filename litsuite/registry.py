@@ -1,0 +1,81 @@
+"""The model and data set registry: one YAML file per name under ``configs/``.
+
+This module imports neither torch nor Lightning, so that a wrong name is answered at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = ROOT / "configs"
+BASE_CONFIG = CONFIG_DIR / "base.yaml"
+
+
+class ChoiceError(ValueError):
+    """A name that is not in the registry; the message lists the valid choices."""
+
+
+def _names(kind: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / kind).glob("*.yaml"))
+
+
+def model_names() -> list[str]:
+    """Names accepted by ``--model``: the files ``configs/model/<name>.yaml``."""
+    return _names("model")
+
+
+def data_names() -> list[str]:
+    """Names accepted by ``--data``: the files ``configs/data/<name>.yaml``."""
+    return _names("data")
+
+
+def check_choice(kind: str, name: str, choices: list[str]) -> str:
+    """Return ``name`` if it is one of ``choices``, else raise a one-line :class:`ChoiceError`."""
+    if name in choices:
+        return name
+    close = difflib.get_close_matches(name, choices, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise ChoiceError(f"unknown {kind} '{name}'{hint}; valid choices: {', '.join(choices)}")
+
+
+def model_config(name: str) -> Path:
+    """Path of the registry entry for model ``name`` (validated)."""
+    return CONFIG_DIR / "model" / f"{check_choice('model', name, model_names())}.yaml"
+
+
+def data_config(name: str) -> Path:
+    """Path of the registry entry for data set ``name`` (validated)."""
+    return CONFIG_DIR / "data" / f"{check_choice('data set', name, data_names())}.yaml"
+
+
+def load_yaml(path: Path) -> dict:
+    """Read a YAML mapping; an empty file gives ``{}``."""
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f) or {}
+
+
+def class_path_of(entry: dict, key: str) -> str | None:
+    """The ``class_path`` under ``entry[key]`` (``model`` or ``data``), if any."""
+    section = entry.get(key) or {}
+    return section.get("class_path") if isinstance(section, dict) else None
+
+
+def default_data_of(model: str) -> str:
+    """The data set a model trains on when ``--data`` is not given, found by its class path."""
+    wanted = class_path_of(load_yaml(model_config(model)), "data")
+    for name in data_names():
+        if class_path_of(load_yaml(CONFIG_DIR / "data" / f"{name}.yaml"), "data") == wanted:
+            return name
+    raise ChoiceError(f"configs/model/{model}.yaml names data class '{wanted}', which no configs/data/*.yaml registers")
+
+
+def model_name_of(class_path: str) -> str:
+    """The registry name whose YAML names ``class_path`` (the class name itself if none does)."""
+    for name in model_names():
+        if class_path_of(load_yaml(CONFIG_DIR / "model" / f"{name}.yaml"), "model") == class_path:
+            return name
+    return class_path.rpartition(".")[2]

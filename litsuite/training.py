@@ -1,0 +1,63 @@
+"""``fit``: build model, data and Trainer from the resolved arguments, then train."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_info
+
+from datamodules.base import DataError
+from litsuite.cli import ConfigError, SuiteCLI, one_line
+
+
+def _local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0")))
+
+
+def _fail(message: str, run_dir: Path, fresh: bool) -> int:
+    """Print one line and leave no half-made run directory behind."""
+    print(f"train.py: error: {message}", flush=True)
+    if fresh and _local_rank() == 0 and run_dir.is_dir() and not any(run_dir.glob("checkpoints/*.ckpt")):
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return 1
+
+
+def finish_wandb(trainer) -> None:
+    """Close the wandb run so its files are complete on disk (offline runs are synced from them)."""
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger) and trainer.is_global_zero and logger._experiment is not None:
+            logger.experiment.finish()
+
+
+def describe_scale(cli: SuiteCLI) -> str:
+    """One line on the effective batch size: per-device batch × devices × nodes × accumulation."""
+    trainer = cli.trainer
+    batch = getattr(cli.datamodule, "batch_size", None)
+    if batch is None:
+        return f"world size {trainer.world_size}"
+    effective = batch * trainer.world_size * trainer.accumulate_grad_batches
+    return (
+        f"batch {batch}/device × {trainer.world_size} process(es) × {trainer.accumulate_grad_batches} accumulation"
+        f" = effective batch {effective}; learning rates are used as configured (no automatic scaling)"
+    )
+
+
+def fit(args: list[str], model_class_path: str, run_dir: Path, ckpt: Path | None) -> int:
+    """Train with LightningCLI arguments ``args``; resume from ``ckpt`` when given. Returns an exit code."""
+    fresh = ckpt is None
+    try:
+        cli = SuiteCLI(args, model_class_path)
+        if _local_rank() == 0:  # fail on missing data before the Trainer makes any file
+            cli.datamodule.prepare_data()
+            cli.datamodule.setup("fit")
+    except (ConfigError, DataError, ValueError, FileNotFoundError) as err:
+        return _fail(one_line(str(err)), run_dir, fresh)
+    rank_zero_info(f"run directory: {run_dir}" + (f" (resuming from {ckpt})" if ckpt else ""))
+    rank_zero_info(describe_scale(cli))
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=str(ckpt) if ckpt else None)
+    finish_wandb(cli.trainer)
+    rank_zero_info(f"done: checkpoints in {run_dir / 'checkpoints'}; evaluate with: python evaluate.py --run {run_dir}")
+    return 0
