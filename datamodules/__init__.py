@@ -1,0 +1,1 @@
+"""LightningDataModules, one file per data family; ``configs/data/<name>.yaml`` registers each."""

@@ -1,0 +1,85 @@
+"""The shared base of the in-memory image data modules: fixed splits, loaders, shapes."""
+
+from __future__ import annotations
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, TensorDataset
+
+from datamodules.samplers import EpochShuffleSampler
+
+
+class DataError(RuntimeError):
+    """Data that is missing, truncated or malformed; the message names the file and the fix."""
+
+
+class ArrayDataModule(LightningDataModule):
+    """Images held in memory as float tensors in [0, 1], shape (N, C, H, W), with int labels.
+
+    Subclasses set ``input_shape``, ``num_classes`` and ``class_names`` and implement
+    :meth:`load_arrays`. The validation split is carved from the training split by a permutation
+    fixed by ``seed``, so every rank and every resumed run sees the same split.
+
+    Args:
+        batch_size: samples per batch on each device.
+        num_workers: DataLoader worker processes (0 loads in the main process).
+        val_fraction: share of the training split held out for validation.
+        seed: fixes the validation split and the shuffling order.
+    """
+
+    input_shape: tuple[int, ...] = ()
+    num_classes: int = 0
+    class_names: tuple[str, ...] = ()
+
+    def __init__(self, batch_size: int = 128, num_workers: int = 0, val_fraction: float = 0.1, seed: int = 0) -> None:
+        super().__init__()
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.train_set: TensorDataset | None = None
+        self.val_set: TensorDataset | None = None
+        self.test_set: TensorDataset | None = None
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__.removesuffix("DataModule").lower()
+
+    def load_arrays(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return ``(x_train, y_train, x_test, y_test)``: images (N, C, H, W) float in [0, 1], labels (N,) int64."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        x_train, y_train, x_test, y_test = self.load_arrays()
+        expected = tuple(self.input_shape)
+        for split, x in (("train", x_train), ("test", x_test)):
+            if tuple(x.shape[1:]) != expected:
+                raise DataError(f"{self.name} {split} images have shape {tuple(x.shape[1:])}, expected {expected}")
+        permutation = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(self.seed))
+        n_val = max(1, round(self.val_fraction * len(x_train)))
+        val_idx, train_idx = permutation[:n_val], permutation[n_val:]
+        self.train_set = TensorDataset(x_train[train_idx], y_train[train_idx])
+        self.val_set = TensorDataset(x_train[val_idx], y_train[val_idx])
+        self.test_set = TensorDataset(x_test, y_test)
+
+    def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=EpochShuffleSampler(dataset, seed=self.seed) if shuffle else None,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)
