@@ -1,0 +1,1 @@
+"""Plain nn.Modules and pure tensor functions used by the LightningModules."""

@@ -1,0 +1,141 @@
+"""``linear_ae``: linear autoencoders for several k, measured against the truncated SVD they should equal."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import nn
+from torchmetrics import MeanSquaredError
+
+from lit_modules.components.linear_autoencoder import LinearAutoencoder
+from lit_modules.components.subspace import SVD_METHODS, principal_angles, project, top_right_singular_vectors
+
+
+class LinearAE(LightningModule):
+    """Trains one linear autoencoder per k (``k`` plus the ``sweep`` sizes) side by side.
+
+    The autoencoders share nothing but the batches, so each gets exactly the gradient it would
+    get alone. Before training, the top right singular vectors of the training matrix are
+    computed once and kept as a buffer (so checkpoints carry the baseline). Validation and test
+    report, per k, the error ratio ‖X − X C D‖² / ‖X − X V_k V_kᵀ‖² (→ 1) and the largest principal
+    angle between span(Dᵀ) and span(V_k) (→ 0°).
+
+    Args:
+        input_shape: shape of one sample, linked from the data module; flattened to n features.
+        k: the main code size; its error ratio is the monitored ``val/error_ratio``.
+        sweep: further code sizes trained alongside, for the error-ratio-versus-k report.
+        lr: Adam learning rate.
+        lr_min_factor: the cosine schedule ends at ``lr * lr_min_factor``.
+        svd_method: ``full`` (``torch.linalg.svd``) or ``lowrank`` (``torch.svd_lowrank``) for the baseline.
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...] = (1, 8, 8),
+        k: int = 16,
+        sweep: tuple[int, ...] = (4, 8, 16, 64),
+        lr: float = 2e-3,
+        lr_min_factor: float = 0.01,
+        svd_method: str = "full",
+    ) -> None:
+        super().__init__()
+        if svd_method not in SVD_METHODS:
+            raise ValueError(f"svd_method must be one of {SVD_METHODS}, got '{svd_method}'")
+        self.save_hyperparameters()
+        n = math.prod(input_shape)
+        if not 0 < k <= n:
+            raise ValueError(f"k must lie in 1..{n} (the number of input features of {tuple(input_shape)}), got {k}")
+        self.ks = sorted({k, *(s for s in sweep if 0 < s < n)})
+        self.autoencoders = nn.ModuleDict({str(s): LinearAutoencoder(n, s) for s in self.ks})
+        self.register_buffer("singular_vectors", torch.zeros(n, max(self.ks)))
+        self.register_buffer("singular_values", torch.zeros(min(n, max(self.ks) + 1)))
+        self.register_buffer("baseline_ready", torch.tensor(False))
+        self.mse = nn.ModuleDict(
+            {
+                f"{stage}_{kind}_{s}": MeanSquaredError()
+                for stage in ("val", "test")
+                for kind in ("ae", "svd")
+                for s in self.ks
+            }
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstruction by the main autoencoder; ``x`` of shape (b, *input_shape)."""
+        return self.autoencoders[str(self.hparams.k)](x.flatten(1)).view_as(x)
+
+    @torch.no_grad()
+    def fit_svd_baseline(self, dataloader) -> None:
+        """Compute V_k of the training matrix; under DDP rank zero's result is broadcast to all ranks."""
+        matrix = torch.cat([batch[0].flatten(1) for batch in dataloader]).to(self.device, torch.float64)
+        extended = top_right_singular_vectors(matrix, len(self.singular_values), self.hparams.svd_method)
+        values = torch.linalg.norm(matrix @ extended, dim=0)  # ‖M v_i‖ = σ_i
+        basis = extended[:, : max(self.ks)]
+        if self._trainer is not None:
+            basis, values = self.trainer.strategy.broadcast((basis, values))
+        self.singular_vectors.copy_(basis)
+        self.singular_values.copy_(values)
+        self.baseline_ready.fill_(True)
+
+    def on_fit_start(self) -> None:
+        if not self.baseline_ready:
+            self.fit_svd_baseline(self.trainer.datamodule.train_dataloader())
+
+    def training_step(self, batch, batch_idx):
+        x = batch[0].flatten(1)
+        losses = {
+            s: nn.functional.mse_loss(ae(x), x) for s, ae in ((int(s), ae) for s, ae in self.autoencoders.items())
+        }
+        self.log("train/loss", losses[self.hparams.k], prog_bar=True)
+        return torch.stack(list(losses.values())).sum()
+
+    def _evaluate(self, batch, stage: str) -> None:
+        x = batch[0].flatten(1)
+        for s in self.ks:
+            self.mse[f"{stage}_ae_{s}"].update(self.autoencoders[str(s)](x), x)
+            self.mse[f"{stage}_svd_{s}"].update(project(x, self.singular_vectors[:, :s]), x)
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate(batch, "test")
+
+    def spectral_gap(self, k: int) -> float:
+        """σ_k² / σ_{k+1}² of the training matrix: near 1, the top-k subspace is barely determined."""
+        if k >= len(self.singular_values):
+            return math.inf
+        return (self.singular_values[k - 1] / self.singular_values[k]).pow(2).item()
+
+    def max_angle_degrees(self, k: int) -> float:
+        """Largest principal angle between the k-autoencoder's decoder subspace and span(V_k), in degrees."""
+        basis = self.autoencoders[str(k)].decoder_basis().detach()
+        return math.degrees(principal_angles(basis, self.singular_vectors[:, :k]).max().item())
+
+    def _log_epoch(self, stage: str) -> None:
+        for s in self.ks:
+            ratio = self.mse[f"{stage}_ae_{s}"].compute() / self.mse[f"{stage}_svd_{s}"].compute()
+            angle = self.max_angle_degrees(s)
+            main = s == self.hparams.k
+            self.log(f"{stage}/error_ratio_k{s}", ratio, sync_dist=False)
+            self.log(f"{stage}/max_angle_deg_k{s}", angle)
+            if main:
+                self.log(f"{stage}/error_ratio", ratio, prog_bar=True)
+                self.log(f"{stage}/max_angle_deg", angle, prog_bar=True)
+            self.mse[f"{stage}_ae_{s}"].reset()
+            self.mse[f"{stage}_svd_{s}"].reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        total = self.trainer.estimated_stepping_batches
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(1, total), eta_min=self.hparams.lr * self.hparams.lr_min_factor
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
