@@ -1,0 +1,40 @@
+"""Report hook for ``linear_ae``: error ratio and largest principal angle versus k."""
+
+from __future__ import annotations
+
+import math
+
+from matplotlib.figure import Figure
+
+from evaluation.context import EvalContext
+from evaluation.report import Report
+
+
+def extend_report(report: Report, ctx: EvalContext) -> None:
+    model = ctx.model
+    ks = list(model.ks)
+    ratios = [ctx.metrics.get(f"test/error_ratio_k{k}", math.nan) for k in ks]
+    angles = [ctx.metrics.get(f"test/max_angle_deg_k{k}", math.nan) for k in ks]
+    report.add_table(
+        "Autoencoder versus truncated SVD (test split)",
+        ["k", "AE error / SVD error", "largest principal angle (°)", "spectral gap σ_k²/σ_{k+1}²"],
+        [[k, r, a, model.spectral_gap(k)] for k, r, a in zip(ks, ratios, angles)],
+        note="SVD: top-k right singular vectors of the training matrix "
+        f"({model.hparams.svd_method}); the angle is between span(decoderᵀ) and that subspace. "
+        "Eckart–Young: the ratio cannot go below 1 on the training data, and tends to 1 as the AE converges. "
+        "The angle converges at a rate set by the spectral gap: where σ_k ≈ σ_{k+1} the loss barely depends on "
+        "which of the two directions the AE keeps, so a small error ratio can coexist with a large angle.",
+    )
+    fig = Figure(figsize=(9, 3.2))
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    left.plot(ks, ratios, "o-")
+    left.axhline(1.0, color="grey", ls="--", lw=1)
+    left.set(xlabel="k", ylabel="AE error / SVD error", title="Reconstruction error ratio", xscale="log", xticks=ks)
+    left.set_xticklabels([str(k) for k in ks])
+    right.plot(ks, angles, "o-", color="tab:red")
+    right.set(xlabel="k", ylabel="degrees", title="Largest principal angle", xscale="log", xticks=ks)
+    right.set_xticklabels([str(k) for k in ks])
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    report.add_figure("ae_vs_svd", fig, "Linear autoencoder versus SVD, by code size k")
