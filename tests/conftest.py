@@ -1,0 +1,72 @@
+"""Test isolation: every test runs in its own folder with a clean environment."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+_ENV = (
+    "LITSUITE_RUN_DIR",
+    "LITSUITE_RUNS_DIR",
+    "LITSUITE_WANDB_ID",
+    "WANDB_MODE",
+    "WANDB_API_KEY",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "WORLD_SIZE",
+    "RANK",
+    "LOCAL_RANK",
+    "NODE_RANK",
+    "PL_GLOBAL_SEED",
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Run in ``tmp_path`` with no run-directory, wandb key or DDP variables left from elsewhere."""
+    for name in _ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc: wandb must go offline by itself
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-cache"))
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def train(*argv: str) -> int:
+    """Run ``train.py`` in this process; returns its exit code."""
+    from litsuite.frontend import main
+
+    return main(list(argv))
+
+
+def evaluate(*argv: str) -> int:
+    sys.path.insert(0, str(ROOT))
+    import evaluate as evaluate_script
+
+    return evaluate_script.main(list(argv))
+
+
+def only_run(root: Path = Path("runs")) -> Path:
+    runs = sorted(p for p in root.iterdir() if p.is_dir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+FAST = (
+    "--trainer.accelerator",
+    "cpu",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+)

@@ -1,0 +1,109 @@
+"""Distributed correctness on 2 CPU processes (gloo): gradients and a whole training run."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from conftest import FAST, ROOT, only_run
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def linear_ae_loss(model, batch):
+    x = batch.flatten(1)
+    return sum(torch.nn.functional.mse_loss(ae(x), x) for ae in model.autoencoders.values())
+
+
+def make_linear_ae():
+    from lit_modules.linear_ae import LinearAE
+
+    torch.manual_seed(0)
+    return LinearAE(input_shape=(1, 8, 8), k=8, sweep=(4,))
+
+
+class LossOf(torch.nn.Module):
+    """Puts the loss inside forward, so DDP's reducer sees the whole computation."""
+
+    def __init__(self, model, loss_fn):
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, batch):
+        return self.loss_fn(self.model, batch)
+
+
+def _rank_gradients(rank, world, port, factory, loss_fn, batch, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        ddp = torch.nn.parallel.DistributedDataParallel(LossOf(factory(), loss_fn))
+        ddp(batch.chunk(world)[rank]).backward()  # DDP averages the gradients of the equal shards
+        if rank == 0:
+            out.update({n: p.grad.clone() for n, p in ddp.module.model.named_parameters()})
+    finally:
+        dist.destroy_process_group()
+
+
+def ddp_gradients(factory, loss_fn, batch, world=2):
+    manager = mp.Manager()
+    out = manager.dict()
+    mp.spawn(_rank_gradients, args=(world, free_port(), factory, loss_fn, batch, out), nprocs=world, join=True)
+    return dict(out)
+
+
+@pytest.mark.parametrize("factory,loss_fn", [(make_linear_ae, linear_ae_loss)], ids=["linear_ae"])
+def test_ddp_gradients_equal_single_process_gradients(factory, loss_fn):
+    batch = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    model = factory()
+    loss_fn(model, batch).backward()
+    single = {n: p.grad for n, p in model.named_parameters()}
+    distributed = ddp_gradients(factory, loss_fn, batch)
+    assert single.keys() == distributed.keys()
+    for name in single:
+        torch.testing.assert_close(distributed[name], single[name], rtol=1e-5, atol=1e-7)
+
+
+def test_two_process_cpu_ddp_training_run():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "--model",
+            "linear_ae",
+            "--data",
+            "synthetic",
+            "--devices",
+            "2",
+            "--logger",
+            "csv",
+            "--trainer.max_epochs",
+            "3",
+            *FAST,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "MEMBER: 1/2" in output and "MEMBER: 2/2" in output
+    run = only_run()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert output.count("run directory:") == 1  # rank zero speaks; both ranks share one directory
+    assert "effective batch 256" in output  # 128 per device (the model config) × 2 processes

@@ -1,0 +1,114 @@
+"""End to end through train.py / evaluate.py: every model runs, resumes exactly, and reports."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import FAST, ROOT, evaluate, only_run, train
+
+from litsuite import registry
+
+
+@pytest.mark.parametrize("model", registry.model_names())
+def test_fast_dev_run_every_model(model):
+    assert (
+        train("--model", model, "--data", "synthetic", "--logger", "none", "--trainer.fast_dev_run", "true", *FAST) == 0
+    )
+
+
+def weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    return torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def test_resumed_run_ends_with_the_same_weights(monkeypatch):
+    common = ("--model", "linear_ae", "--data", "synthetic", "--logger", "csv", *FAST)
+    monkeypatch.setenv("LITSUITE_RUNS_DIR", "straight")
+    assert train(*common, "--trainer.max_epochs", "4") == 0
+    straight = only_run(Path("straight"))
+
+    monkeypatch.setenv("LITSUITE_RUNS_DIR", "interrupted")
+    assert train(*common, "--trainer.max_epochs", "2") == 0
+    monkeypatch.delenv("LITSUITE_RUN_DIR", raising=False)  # a new shell: nothing inherited
+    assert train(*common, "--trainer.max_epochs", "4", "--resume", "auto") == 0
+    resumed = only_run(Path("interrupted"))
+
+    a, b = weights(straight / "checkpoints" / "last.ckpt"), weights(resumed / "checkpoints" / "last.ckpt")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    steps = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+    assert steps == torch.load(straight / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+    # the resumed session appended to the metrics of the first instead of deleting them
+    epochs = {line.split(",")[0] for line in (resumed / "metrics.csv").read_text().splitlines()[1:]}
+    assert {"0", "3"} <= epochs
+
+
+def test_run_directory_holds_config_checkpoints_and_logs():
+    assert (
+        train("--model", "linear_ae", "--data", "synthetic", "--logger", "csv", "--trainer.max_epochs", "2", *FAST) == 0
+    )
+    run = only_run()
+    assert run.name.startswith("linear_ae-synthetic-")
+    config = registry.load_yaml(run / "config.yaml")
+    assert config["model"]["class_path"] == "lit_modules.linear_ae.LinearAE" and config["trainer"]["max_epochs"] == 2
+    assert (run / "checkpoints" / "last.ckpt").is_file() and list((run / "checkpoints").glob("best-*.ckpt"))
+    assert "val/error_ratio" in (run / "metrics.csv").read_text().splitlines()[0]
+
+
+def test_evaluate_writes_a_report_with_figures():
+    assert (
+        train("--model", "linear_ae", "--data", "synthetic", "--logger", "csv", "--trainer.max_epochs", "3", *FAST) == 0
+    )
+    assert evaluate("--run", "last") == 0
+    report_dir = Path("reports") / only_run().name
+    md, page = (report_dir / "report.md").read_text(), (report_dir / "report.html").read_text()
+    assert "test/error_ratio" in md and "Autoencoder versus truncated SVD" in md
+    assert (report_dir / "ae_vs_svd.png").stat().st_size > 1000
+    assert (report_dir / "training_curves.png").stat().st_size > 1000
+    assert page.count("data:image/png;base64,") == 2  # self-contained: images inline
+
+
+def test_wandb_goes_offline_without_a_key_and_keeps_metrics_and_report_images():
+    """As a user runs it: two processes, no API key, no WANDB_MODE; nothing may prompt or hang."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") or k == "WANDB_DIR"}
+    train_run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "--model",
+            "linear_ae",
+            "--data",
+            "synthetic",
+            "--trainer.max_epochs",
+            "2",
+            *FAST,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert train_run.returncode == 0, train_run.stderr[-2000:]
+    assert (train_run.stdout + train_run.stderr).count("wandb sync") == 1  # said once, with the upload command
+    eval_run = subprocess.run(
+        [sys.executable, str(ROOT / "evaluate.py"), "--run", "last"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert eval_run.returncode == 0, eval_run.stderr[-2000:]
+    wandb_dir = only_run() / "wandb"
+    offline = sorted(wandb_dir.glob("offline-run-*"))
+    assert offline, list(wandb_dir.iterdir())
+    images = list(wandb_dir.glob("offline-run-*/files/media/images/**/*.png"))
+    assert any("ae_vs_svd" in p.name for p in images), images
+    records = b"".join(p.read_bytes() for p in wandb_dir.glob("offline-run-*/*.wandb"))  # the offline run logs
+    assert b"val/error_ratio" in records and b"test/error_ratio" in records
