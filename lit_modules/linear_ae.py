@@ -118,11 +118,11 @@ class LinearAE(LightningModule):
             ratio = self.mse[f"{stage}_ae_{s}"].compute() / self.mse[f"{stage}_svd_{s}"].compute()
             angle = self.max_angle_degrees(s)
             main = s == self.hparams.k
-            self.log(f"{stage}/error_ratio_k{s}", ratio, sync_dist=False)
-            self.log(f"{stage}/max_angle_deg_k{s}", angle)
+            self.log(f"{stage}/error_ratio_k{s}", ratio, sync_dist=True)  # already synced; silences the DDP hint
+            self.log(f"{stage}/max_angle_deg_k{s}", angle, sync_dist=True)
             if main:
-                self.log(f"{stage}/error_ratio", ratio, prog_bar=True)
-                self.log(f"{stage}/max_angle_deg", angle, prog_bar=True)
+                self.log(f"{stage}/error_ratio", ratio, prog_bar=True, sync_dist=True)
+                self.log(f"{stage}/max_angle_deg", angle, prog_bar=True, sync_dist=True)
             self.mse[f"{stage}_ae_{s}"].reset()
             self.mse[f"{stage}_svd_{s}"].reset()
 

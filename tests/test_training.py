@@ -33,8 +33,13 @@ def test_resumed_run_ends_with_the_same_weights(monkeypatch):
 
     monkeypatch.setenv("LITSUITE_RUNS_DIR", "interrupted")
     assert train(*common, "--trainer.max_epochs", "2") == 0
-    monkeypatch.delenv("LITSUITE_RUN_DIR", raising=False)  # a new shell: nothing inherited
-    assert train(*common, "--trainer.max_epochs", "4", "--resume", "auto") == 0
+    monkeypatch.delenv("LITSUITE_RUN_DIR", raising=False)
+    # the second session is a new process, as for a user: the checkpoint must load with torch's safe loader
+    resumed_session = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *common, "--trainer.max_epochs", "4", "--resume", "auto"],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )
+    assert resumed_session.returncode == 0, resumed_session.stderr[-3000:]
     resumed = only_run(Path("interrupted"))
 
     a, b = weights(straight / "checkpoints" / "last.ckpt"), weights(resumed / "checkpoints" / "last.ckpt")
