@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -54,6 +56,18 @@ def evaluate(*argv: str) -> int:
     import evaluate as evaluate_script
 
     return evaluate_script.main(list(argv))
+
+
+def run_script(script: str, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``train.py`` or ``evaluate.py`` as a user would: a new process, no standard input."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        capture_output=True,
+        text=True,
+        env=env if env is not None else dict(os.environ),
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def only_run(root: Path = Path("runs")) -> Path:

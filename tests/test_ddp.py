@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import FAST, ROOT, only_run
+from conftest import FAST, only_run, run_script
 
 pytestmark = pytest.mark.slow
 
@@ -78,27 +76,21 @@ def test_ddp_gradients_equal_single_process_gradients(factory, loss_fn):
 
 def test_two_process_cpu_ddp_training_run():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "train.py"),
-            "--model",
-            "linear_ae",
-            "--data",
-            "synthetic",
-            "--devices",
-            "2",
-            "--logger",
-            "csv",
-            "--trainer.max_epochs",
-            "3",
-            *FAST,
-        ],
-        capture_output=True,
-        text=True,
+    result = run_script(
+        "train.py",
+        "--model",
+        "linear_ae",
+        "--data",
+        "synthetic",
+        "--devices",
+        "2",
+        "--logger",
+        "csv",
+        "--trainer.max_epochs",
+        "3",
+        *FAST,
         env=env,
         timeout=600,
-        stdin=subprocess.DEVNULL,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]

@@ -8,24 +8,18 @@ import sys
 import time
 
 import pytest
-from conftest import FAST, ROOT, train
+from conftest import FAST, ROOT, run_script, train
 
 from litsuite import frontend, runs
 
 
-def run_script(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=120,
-    )
+def train_script(*args: str) -> subprocess.CompletedProcess:
+    return run_script("train.py", *args, timeout=120)
 
 
 def test_unknown_model_is_one_line_listing_choices_and_fast():
     started = time.monotonic()
-    result = run_script("--model", "nope")
+    result = train_script("--model", "nope")
     elapsed = time.monotonic() - started
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -34,14 +28,14 @@ def test_unknown_model_is_one_line_listing_choices_and_fast():
 
 
 def test_unknown_data_set_suggests_the_close_name():
-    result = run_script("--model", "linear_ae", "--data", "fashon_mnist")
+    result = train_script("--model", "linear_ae", "--data", "fashon_mnist")
     assert result.returncode == 2
     assert "did you mean 'fashion_mnist'" in result.stderr and "digits" in result.stderr
 
 
 def test_missing_model_and_unknown_section():
-    assert "--model is required" in run_script().stderr
-    result = run_script("--model", "linear_ae", "--modle.k", "3")
+    assert "--model is required" in train_script().stderr
+    result = train_script("--model", "linear_ae", "--modle.k", "3")
     assert result.returncode == 2 and "unknown option '--modle.k'" in result.stderr
 
 
@@ -107,7 +101,7 @@ def test_run_directory_is_fixed_by_slurm_job(monkeypatch):
 
 
 def test_help_lists_models_and_data_sets():
-    result = run_script("--help")
+    result = train_script("--help")
     assert result.returncode == 0
     for word in ("linear_ae", "fashion_mnist", "--devices", "--resume", "python train.py"):
         assert word in result.stdout

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, ROOT, evaluate, only_run, train
+from conftest import FAST, evaluate, only_run, run_script, train
 
 from litsuite import registry
 
@@ -35,10 +33,7 @@ def test_resumed_run_ends_with_the_same_weights(monkeypatch):
     assert train(*common, "--trainer.max_epochs", "2") == 0
     monkeypatch.delenv("LITSUITE_RUN_DIR", raising=False)
     # the second session is a new process, as for a user: the checkpoint must load with torch's safe loader
-    resumed_session = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *common, "--trainer.max_epochs", "4", "--resume", "auto"],
-        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
-    )
+    resumed_session = run_script("train.py", *common, "--trainer.max_epochs", "4", "--resume", "auto")
     assert resumed_session.returncode == 0, resumed_session.stderr[-3000:]
     resumed = only_run(Path("interrupted"))
 
@@ -81,34 +76,12 @@ def test_evaluate_writes_a_report_with_figures():
 def test_wandb_goes_offline_without_a_key_and_keeps_metrics_and_report_images():
     """As a user runs it: two processes, no API key, no WANDB_MODE; nothing may prompt or hang."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") or k == "WANDB_DIR"}
-    train_run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "train.py"),
-            "--model",
-            "linear_ae",
-            "--data",
-            "synthetic",
-            "--trainer.max_epochs",
-            "2",
-            *FAST,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
+    train_run = run_script(
+        "train.py", "--model", "linear_ae", "--data", "synthetic", "--trainer.max_epochs", "2", *FAST, env=env
     )
     assert train_run.returncode == 0, train_run.stderr[-2000:]
     assert (train_run.stdout + train_run.stderr).count("wandb sync") == 1  # said once, with the upload command
-    eval_run = subprocess.run(
-        [sys.executable, str(ROOT / "evaluate.py"), "--run", "last"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
+    eval_run = run_script("evaluate.py", "--run", "last", env=env)
     assert eval_run.returncode == 0, eval_run.stderr[-2000:]
     wandb_dir = only_run() / "wandb"
     offline = sorted(wandb_dir.glob("offline-run-*"))
