@@ -33,7 +33,7 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             return str(value)
-        return f"{value:.4g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
+        return f"{value:.5g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
     return str(value)
 
 

@@ -29,7 +29,10 @@ class RNGStateCheckpoint(Callback):
     def load_state_dict(self, state_dict: dict) -> None:
         random.setstate(state_dict["python"])
         n = state_dict["numpy"]
-        np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+        if isinstance(n, tuple):  # checkpoints written before the state was stored as tensors
+            np.random.set_state(n)
+        else:
+            np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
         torch.set_rng_state(state_dict["torch"])
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])

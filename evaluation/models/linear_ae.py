@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 from evaluation.context import EvalContext
 from evaluation.report import Report
@@ -29,12 +30,14 @@ def extend_report(report: Report, ctx: EvalContext) -> None:
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     left.plot(ks, ratios, "o-")
     left.axhline(1.0, color="grey", ls="--", lw=1)
-    left.set(xlabel="k", ylabel="AE error / SVD error", title="Reconstruction error ratio", xscale="log", xticks=ks)
-    left.set_xticklabels([str(k) for k in ks])
+    left.set(xlabel="k", ylabel="AE error / SVD error", title="Reconstruction error ratio (test)")
+    left.ticklabel_format(axis="y", useOffset=False)
     right.plot(ks, angles, "o-", color="tab:red")
-    right.set(xlabel="k", ylabel="degrees", title="Largest principal angle", xscale="log", xticks=ks)
-    right.set_xticklabels([str(k) for k in ks])
+    right.set(xlabel="k", ylabel="degrees", title="Largest principal angle")
     for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticks(ks, [str(k) for k in ks])
         ax.grid(alpha=0.3)
     fig.tight_layout()
     report.add_figure("ae_vs_svd", fig, "Linear autoencoder versus SVD, by code size k")
