@@ -26,8 +26,10 @@ examples:
   python train.py --model linear_ae --config configs/debug.yaml --logger none
   python evaluate.py --run last                                      # test split + report
 
-Every other --model.X, --data.X, --trainer.X, --checkpoint.X and --seed_everything passes
-through to LightningCLI; `python train.py --model NAME --print_config` shows them all."""
+Every other --model.X, --data.X, --trainer.X, --checkpoint.X, --seed_everything and
+--ddp_timeout_minutes passes through to LightningCLI; `python train.py --model NAME --print_config`
+shows them all. Exit codes: 0 done (or stopped and requeued under SLURM), 1 error, 2 bad command
+line, 143 stopped by SIGTERM after saving checkpoints/last.ckpt (continue with --resume auto)."""
 
 
 class FrontEndError(ValueError):
@@ -90,7 +92,8 @@ def override_keys(rest: list[str]) -> list[str]:
 
 def check_pass_through(rest: list[str]) -> None:
     """Reject stray positional words and unknown top-level sections before the heavy imports."""
-    sections = ("model", "data", "trainer", "checkpoint", "seed_everything", "print_config", "help")
+    sections = ("model", "data", "trainer", "checkpoint", "seed_everything", "ddp_timeout_minutes", "print_config",
+                "help")
     if rest and not rest[0].startswith("-"):
         raise FrontEndError(f"unexpected argument '{rest[0]}'; options look like --model.k 32")
     for key in override_keys(rest):
@@ -107,6 +110,8 @@ def cli_arguments(ns: argparse.Namespace, data: str, run_dir: Path, rest: list[s
     args = ["--config", str(registry.BASE_CONFIG), "--config", str(registry.model_config(ns.model))]
     if ns.data:
         args += ["--config", str(registry.data_config(data))]
+    if (pairing := registry.pairing_config(ns.model, data)) is not None:
+        args += ["--config", str(pairing)]
     for extra in ns.config:
         if not Path(extra).is_file():
             raise FrontEndError(f"--config {extra}: no such file")

@@ -20,7 +20,7 @@ class ChoiceError(ValueError):
 
 
 def _names(kind: str) -> list[str]:
-    return sorted(p.stem for p in (CONFIG_DIR / kind).glob("*.yaml"))
+    return sorted(p.stem for p in (CONFIG_DIR / kind).glob("*.yaml") if "@" not in p.stem)
 
 
 def model_names() -> list[str]:
@@ -50,6 +50,13 @@ def model_config(name: str) -> Path:
 def data_config(name: str) -> Path:
     """Path of the registry entry for data set ``name`` (validated)."""
     return CONFIG_DIR / "data" / f"{check_choice('data set', name, data_names())}.yaml"
+
+
+def pairing_config(model: str, data: str) -> Path | None:
+    """``configs/model/<model>@<data>.yaml``: settings for one model on one data set (batch size,
+    learning rate, epochs), applied after the data set's config. None when there is none."""
+    path = CONFIG_DIR / "model" / f"{model}@{data}.yaml"
+    return path if path.is_file() else None
 
 
 def load_yaml(path: Path) -> dict:

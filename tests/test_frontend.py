@@ -105,3 +105,14 @@ def test_help_lists_models_and_data_sets():
     assert result.returncode == 0
     for word in ("linear_ae", "fashion_mnist", "--devices", "--resume", "python train.py"):
         assert word in result.stdout
+
+
+def test_model_and_data_pairing_config_applies_after_the_data_set(tmp_path):
+    from litsuite import registry
+
+    assert "linear_ae@fashion_mnist" not in registry.model_names()
+    ns = frontend.build_parser().parse_args(["--model", "linear_ae", "--data", "fashion_mnist"])
+    args = frontend.cli_arguments(ns, "fashion_mnist", tmp_path, [])
+    configs = [args[i + 1] for i, a in enumerate(args) if a == "--config"]
+    assert [p.rsplit("/", 1)[-1] for p in configs] == ["base.yaml", "linear_ae.yaml", "fashion_mnist.yaml",
+                                                      "linear_ae@fashion_mnist.yaml"]
