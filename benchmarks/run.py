@@ -14,7 +14,7 @@ from pathlib import Path
 
 from benchmarks.machine import machine_description
 
-BENCHMARKS = ("linear_ae", "capsules")
+BENCHMARKS = ("linear_ae", "capsules", "ddp_scaling")
 RESULTS = Path("benchmarks/results")
 
 
@@ -23,9 +23,10 @@ def main() -> int:
     parser.add_argument("--out", default="BENCHMARKS.md")
     parser.add_argument("--only", choices=BENCHMARKS, action="append", help="run just these (repeatable)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    parser.add_argument("--collect", action="store_true", help="only gather the existing results into --out")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    for name in args.only or BENCHMARKS:
+    for name in [] if args.collect else args.only or BENCHMARKS:
         command = [sys.executable, "-m", f"benchmarks.bench_{name}", "--out", str(RESULTS / f"{name}.md")]
         print("$", " ".join(command), flush=True)
         subprocess.run(command + (["--quick"] if args.quick else []), check=True)
