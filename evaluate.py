@@ -41,7 +41,20 @@ def main(argv: list[str]) -> int:
         print(f"evaluate.py: error: {err}", file=sys.stderr)
         return 2
 
-    from evaluation.run import evaluate  # heavy imports start here
+    from litsuite.checkpoint_io import checkpoint_problem  # heavy imports start here
+
+    if problem := checkpoint_problem(ckpt):
+        print(f"evaluate.py: error: {problem}", file=sys.stderr)
+        return 2
+    if not (run_dir / "config.yaml").is_file():
+        print(
+            f"evaluate.py: error: {ckpt} is not inside a run directory ({run_dir} has no config.yaml); "
+            "pass a checkpoint from runs/<run>/checkpoints/ or --run <run>",
+            file=sys.stderr,
+        )
+        return 2
+
+    from evaluation.run import evaluate
 
     report = evaluate(run_dir, ckpt, ns.logger, Path(ns.out))
     print(f"report: {report} (and {report.with_suffix('.html')})")

@@ -11,17 +11,27 @@ import importlib
 import inspect
 import re
 from argparse import ArgumentError
+from datetime import timedelta
 
+from lightning.fabric.plugins import CheckpointIO, ClusterEnvironment
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.strategies import DDPStrategy
 
+from litsuite.checkpoint_io import AtomicCheckpointIO
 from litsuite.quiet import silence_known_noise
+from litsuite.requeue import PreemptionHandler, slurm_batch_job
 
 silence_known_noise()
 
 # Attributes of a data module passed to the model's __init__ when the model accepts them.
 DATA_TO_MODEL_LINKS = ("input_shape", "num_classes", "class_names")
+# How long a DDP collective waits for a missing rank before the run fails (--ddp_timeout_minutes).
+# A rank that dies usually takes the others down at once (closed connection, srun --kill-on-bad-exit,
+# Lightning's child-process observer); this bounds the rest: a rank stuck without dying.
+DDP_TIMEOUT_MINUTES = 30.0
 
 
 def import_class(class_path: str) -> type:
@@ -91,6 +101,12 @@ class SuiteCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_argument(
+            "--ddp_timeout_minutes",
+            type=float,
+            default=DDP_TIMEOUT_MINUTES,
+            help="minutes a DDP collective waits for the other ranks before the run fails",
+        )
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.filename": "best-{epoch}-{step}"})
         accepted = inspect.signature(import_class(self._model_class_path).__init__).parameters
         for name in DATA_TO_MODEL_LINKS:
@@ -98,13 +114,44 @@ class SuiteCLI(LightningCLI):
                 parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
 
     def instantiate_trainer(self, **kwargs):
-        """The Trainer, with a Rich progress bar unless ``enable_progress_bar`` is false or one is configured."""
+        """The Trainer, with the suite's fixed parts added to what the config asks for.
+
+        Added unless the config brings its own: a Rich progress bar (unless ``enable_progress_bar``
+        is false), the atomic checkpoint writer, the preemption handler, and under a SLURM batch job
+        Lightning's ``SLURMEnvironment`` with its in-handler auto-requeue switched off (the
+        preemption handler requeues instead, outside the signal handler). DDP strategies get the
+        ``ddp_timeout_minutes`` timeout.
+        """
         extra = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
         config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
         configured = config.get("callbacks") or []
+        configured = configured if isinstance(configured, list) else [configured]
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in configured):
             extra.append(RichProgressBar())
-        return self._instantiate_trainer(config, extra)
+        under_slurm = slurm_batch_job()
+        if not any(isinstance(c, PreemptionHandler) for c in configured):
+            extra.append(PreemptionHandler(requeue=under_slurm))
+        config["plugins"] = self._plugins(config, under_slurm)
+        trainer = self._instantiate_trainer(config, extra)
+        if isinstance(trainer.strategy, DDPStrategy):
+            # DDPStrategy only takes the timeout in its constructor, and "auto"/"ddp" strings are resolved
+            # inside the Trainer; the value is read when the process group is created, at the start of fit.
+            minutes = self._get(self.config_init, "ddp_timeout_minutes", default=DDP_TIMEOUT_MINUTES)
+            trainer.strategy._timeout = timedelta(minutes=minutes)
+        return trainer
+
+    @staticmethod
+    def _plugins(config: dict, under_slurm: bool) -> list:
+        """The configured plugins plus the atomic checkpoint writer and, under SLURM, the cluster environment."""
+        plugins = config.get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        strategy = config.get("strategy")  # a Strategy object may carry its own (the Trainer rejects two)
+        if getattr(strategy, "_checkpoint_io", None) is None and not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO())
+        strategy_env = getattr(strategy, "cluster_environment", None)
+        if under_slurm and strategy_env is None and not any(isinstance(p, ClusterEnvironment) for p in plugins):
+            plugins.append(SLURMEnvironment(auto_requeue=False))
+        return plugins
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         try:

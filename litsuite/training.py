@@ -10,7 +10,10 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from datamodules.base import DataError
+from litsuite.checkpoint_io import checkpoint_problem
 from litsuite.cli import ConfigError, SuiteCLI, one_line
+from litsuite.guards import NonFiniteLossError, describe_failure
+from litsuite.requeue import TrainingStopped
 
 
 def _local_rank() -> int:
@@ -46,8 +49,15 @@ def describe_scale(cli: SuiteCLI) -> str:
 
 
 def fit(args: list[str], model_class_path: str, run_dir: Path, ckpt: Path | None) -> int:
-    """Train with LightningCLI arguments ``args``; resume from ``ckpt`` when given. Returns an exit code."""
+    """Train with LightningCLI arguments ``args``; resume from ``ckpt`` when given. Returns an exit code.
+
+    A stop that every rank agreed on (a signal, a non-finite loss) is reported by rank zero, which
+    also carries the exit code; the other ranks exit 0, so that neither ``srun --kill-on-bad-exit``
+    nor Lightning's child-process watcher kills rank zero before it has said why.
+    """
     fresh = ckpt is None
+    if ckpt is not None and (problem := checkpoint_problem(ckpt)):  # before anything is built or written
+        return _fail(f"--resume: {problem}", run_dir, fresh=False)
     try:
         cli = SuiteCLI(args, model_class_path)
         if _local_rank() == 0:  # fail on missing data before the Trainer makes any file
@@ -57,7 +67,18 @@ def fit(args: list[str], model_class_path: str, run_dir: Path, ckpt: Path | None
         return _fail(one_line(str(err)), run_dir, fresh)
     rank_zero_info(f"run directory: {run_dir}" + (f" (resuming from {ckpt})" if ckpt else ""))
     rank_zero_info(describe_scale(cli))
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=str(ckpt) if ckpt else None)
-    finish_wandb(cli.trainer)
+    trainer = cli.trainer
+    try:
+        trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=str(ckpt) if ckpt else None)
+    except TrainingStopped as stop:  # the handler has said what happened
+        finish_wandb(trainer)
+        return stop.exit_code if trainer.is_global_zero else 0
+    except NonFiniteLossError as err:
+        return _fail(str(err), run_dir, fresh) if trainer.is_global_zero else 0
+    except Exception as err:
+        if (message := describe_failure(err)) is None:
+            raise
+        return _fail(message, run_dir, fresh)
+    finish_wandb(trainer)
     rank_zero_info(f"done: checkpoints in {run_dir / 'checkpoints'}; evaluate with: python evaluate.py --run {run_dir}")
     return 0
