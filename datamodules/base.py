@@ -51,11 +51,16 @@ class ArrayDataModule(LightningDataModule):
         """Return ``(x_train, y_train, x_test, y_test)``: images (N, C, H, W) float in [0, 1], labels (N,) int64."""
         raise NotImplementedError
 
+    def stored_shape(self) -> tuple[int, ...]:
+        """Shape of one image as :meth:`load_arrays` returns it; differs from ``input_shape`` when
+        a batch transform (e.g. cropping) changes the size."""
+        return tuple(self.input_shape)
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         x_train, y_train, x_test, y_test = self.load_arrays()
-        expected = tuple(self.input_shape)
+        expected = self.stored_shape()
         for split, x in (("train", x_train), ("test", x_test)):
             if tuple(x.shape[1:]) != expected:
                 raise DataError(f"{self.name} {split} images have shape {tuple(x.shape[1:])}, expected {expected}")

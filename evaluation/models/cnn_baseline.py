@@ -1,0 +1,13 @@
+"""Report hook for ``cnn_baseline``: per-class accuracy, confusion matrix and the overlap test (no routing)."""
+
+from __future__ import annotations
+
+from evaluation.classification import add_classification_sections
+from evaluation.context import EvalContext
+from evaluation.overlap import add_overlap_section
+from evaluation.report import Report
+
+
+def extend_report(report: Report, ctx: EvalContext) -> None:
+    add_classification_sections(report, ctx)
+    add_overlap_section(report, ctx)

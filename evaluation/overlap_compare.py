@@ -1,0 +1,82 @@
+"""``python -m evaluation.overlap --runs RUN RUN ...``: the overlap test of several runs in one table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from evaluation.classification import test_arrays
+from evaluation.overlap import DEFAULT_PAIRS, overlap_test
+from litsuite import registry, runs
+
+
+def load_run(run_dir: Path, which: str = "best"):
+    """Model (weights of the run's ``which`` checkpoint, eval mode) and data module of a run."""
+    from litsuite.cli import SuiteCLI
+
+    config = registry.load_yaml(run_dir / "config.yaml")
+    class_path = config["model"]["class_path"]
+    args = ["--config", str(run_dir / "config.yaml"), "--trainer.logger", "false"]
+    args += ["--trainer.devices", "1", "--trainer.num_nodes", "1", "--trainer.strategy", "auto"]
+    args += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    cli = SuiteCLI(args, class_path, save_config=False)
+    ckpt = runs.pick_checkpoint(run_dir, which)
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    cli.model.load_state_dict(state["state_dict"])
+    cli.datamodule.setup("test")
+    return cli.model.eval(), cli.datamodule, registry.model_name_of(class_path), ckpt
+
+
+def compare(run_dirs: list[Path], num_pairs: int, seed: int, which: str) -> str:
+    """The Markdown table of the overlap test of every run, on the same pairs when the data agree."""
+    header = ["run", "model", "data", "parameters", "top-2 = true pair", "top-1 in pair", "single-image acc", "s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    data_names = set()
+    for run_dir in run_dirs:
+        model, datamodule, name, ckpt = load_run(run_dir, which)
+        started = time.time()
+        images, labels = test_arrays(datamodule)
+        result = overlap_test(model, images, labels, num_pairs, seed)
+        params = sum(p.numel() for p in model.parameters())
+        data = getattr(datamodule, "name", type(datamodule).__name__)
+        data_names.add(data)
+        row = [run_dir.name, name, data, f"{params:,}", f"{result['top2_pair']:.3f}", f"{result['top1_in_pair']:.3f}"]
+        row += [f"{result['single_acc']:.3f}", f"{time.time() - started:.1f}"]
+        lines.append("| " + " | ".join(row) + " |")
+        print(f"{run_dir.name} ({ckpt.name}): top-2 = true pair {result['top2_pair']:.3f}", flush=True)
+    note = (
+        f"\n{num_pairs} overlays per run (pixelwise max of two test images of different classes, seed {seed}); "
+        "success = the two highest class scores are the true pair. Each run's "
+        f"{which} checkpoint."
+    )
+    if len(data_names) > 1:
+        note += f" The runs use different data sets ({', '.join(sorted(data_names))}): rows are not comparable."
+    return "\n".join(["# Overlap test", "", *lines, note, ""])
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evaluation.overlap", description=__doc__, allow_abbrev=False)
+    parser.add_argument("--runs", nargs="+", required=True, help="run directories (or names under runs/, or 'last')")
+    parser.add_argument("--pairs", type=int, default=DEFAULT_PAIRS, help=f"overlays per run (default {DEFAULT_PAIRS})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the pairs (default 0)")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of each run")
+    parser.add_argument("--out", default="reports/overlap.md", help="Markdown file to write (default: %(default)s)")
+    ns = parser.parse_args(argv)
+    if ns.pairs < 1:
+        parser.error("--pairs must be at least 1")
+    try:
+        run_dirs = [runs.resolve_run(spec) for spec in ns.runs]
+    except FileNotFoundError as err:
+        print(f"evaluation.overlap: error: {err}", file=sys.stderr)
+        return 2
+    table = compare(run_dirs, ns.pairs, ns.seed, ns.checkpoint)
+    out = Path(ns.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table, encoding="utf-8")
+    print(table)
+    print(f"written: {out}")
+    return 0
