@@ -10,8 +10,8 @@ The matrix is the first 10,000 Fashion-MNIST training images when the files are 
 a decaying spectrum (the output says which). The autoencoder is trained as ``linear_ae`` trains it
 (Adam, batch 128, learning rate 2e-3 with a cosine decay over 60 epochs); the clock stops at the
 first check (every 50 steps, on the whole matrix, time included) where
-‖X − XCD‖² ≤ 1.01 · ‖X − X V_k V_kᵀ‖². The SVD times are the median of 3 runs of ``torch.linalg.svd`` (all singular vectors, then truncated) and
-``torch.svd_lowrank`` (q = k + 10, 4 power iterations).
+‖X − XCD‖² ≤ 1.01 · ‖X − X V_k V_kᵀ‖². The SVD times are the median of 3 runs of
+``torch.linalg.svd`` (all singular vectors, then truncated) and ``torch.svd_lowrank`` (q = k + 10, 4 power iterations).
 """
 
 from __future__ import annotations
