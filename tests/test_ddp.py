@@ -98,4 +98,4 @@ def test_two_process_cpu_ddp_training_run():
     run = only_run()
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert output.count("run directory:") == 1  # rank zero speaks; both ranks share one directory
-    assert "effective batch 256" in output  # 128 per device (the model config) × 2 processes
+    assert "effective batch 64" in output  # 32 per device (linear_ae.yaml) × 2 processes
