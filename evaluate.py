@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
     if problem := checkpoint_problem(ckpt):
         print(f"evaluate.py: error: {problem}", file=sys.stderr)
         return 2
-    if not (run_dir / "config.yaml").is_file():
+    if not (run_dir / runs.CONFIG_NAME).is_file():
         print(
             f"evaluate.py: error: {ckpt} is not inside a run directory ({run_dir} has no config.yaml); "
             "pass a checkpoint from runs/<run>/checkpoints/ or --run <run>",

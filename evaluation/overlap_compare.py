@@ -18,9 +18,9 @@ def load_run(run_dir: Path, which: str = "best"):
     """Model (weights of the run's ``which`` checkpoint, eval mode) and data module of a run."""
     from litsuite.cli import SuiteCLI
 
-    config = registry.load_yaml(run_dir / "config.yaml")
+    config = registry.load_yaml(run_dir / runs.CONFIG_NAME)
     class_path = config["model"]["class_path"]
-    args = ["--config", str(run_dir / "config.yaml"), "--trainer.logger", "false"]
+    args = ["--config", str(run_dir / runs.CONFIG_NAME), "--trainer.logger", "false"]
     args += ["--trainer.devices", "1", "--trainer.num_nodes", "1", "--trainer.strategy", "auto"]
     args += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
     cli = SuiteCLI(args, class_path, save_config=False)

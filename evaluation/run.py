@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import WandbLogger
 from evaluation.context import EvalContext
 from evaluation.curves import read_metrics_csv, training_curves
 from evaluation.report import Report
-from litsuite import registry
+from litsuite import registry, runs
 from litsuite.cli import SuiteCLI
 from litsuite.loggers import choose_wandb_mode, wandb_id
 from litsuite.training import finish_wandb
@@ -56,14 +56,14 @@ def extend_with_model_hook(report: Report, ctx: EvalContext) -> None:
 
 def evaluate(run_dir: Path, ckpt: Path, logger: str, out_root: Path) -> Path:
     """Test ``ckpt`` of ``run_dir`` and write ``<out_root>/<run>/report.{md,html}``; return the report path."""
-    config = registry.load_yaml(run_dir / "config.yaml")
+    config = registry.load_yaml(run_dir / runs.CONFIG_NAME)
     class_path = config["model"]["class_path"]
     model_name = registry.model_name_of(class_path)
     kind = training_logger_kind(config) if logger == "auto" else logger
     if kind == "wandb" and (notice := choose_wandb_mode(run_dir)):
         print(notice, flush=True)
     out_dir = out_root / run_dir.name
-    args = ["--config", str(run_dir / "config.yaml"), "--trainer.logger", logger_json(kind, run_dir)]
+    args = ["--config", str(run_dir / runs.CONFIG_NAME), "--trainer.logger", logger_json(kind, run_dir)]
     args += ["--trainer.devices", "1", "--trainer.num_nodes", "1", "--trainer.strategy", "auto"]
     args += ["--trainer.default_root_dir", str(out_dir)]
     cli = SuiteCLI(args, class_path, save_config=False)

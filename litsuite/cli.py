@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgre
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.strategies import DDPStrategy
 
+from litsuite import runs
 from litsuite.checkpoint_io import AtomicCheckpointIO
 from litsuite.quiet import silence_known_noise
 from litsuite.requeue import PreemptionHandler, slurm_batch_job
@@ -91,7 +92,7 @@ class SuiteCLI(LightningCLI):
             subclass_mode_model=True,
             subclass_mode_data=True,
             save_config_callback=SaveConfigCallback if save_config else None,
-            save_config_kwargs={"overwrite": True},
+            save_config_kwargs={"overwrite": True, "config_filename": runs.CONFIG_NAME},
             parser_kwargs={"exit_on_error": False},
             seed_everything_default=0,
             auto_configure_optimizers=False,

@@ -23,13 +23,16 @@ examples:
   python train.py --model linear_ae --data fashion_mnist --model.k 32
   python train.py --model linear_ae --devices 2                      # DDP on 2 devices (CPU: gloo)
   python train.py --model linear_ae --config my.yaml --trainer.max_epochs 5 --resume auto
+  python train.py --resume runs/<run> --trainer.max_epochs 80         # continue a run, 80 epochs in all
   python train.py --model linear_ae --config configs/debug.yaml --logger none
   python evaluate.py --run last                                      # test split + report
 
 Every other --model.X, --data.X, --trainer.X, --checkpoint.X, --seed_everything and
 --ddp_timeout_minutes passes through to LightningCLI; `python train.py --model NAME --print_config`
-shows them all. Exit codes: 0 done (or stopped and requeued under SLURM), 1 error, 2 bad command
-line, 143 stopped by SIGTERM after saving checkpoints/last.ckpt (continue with --resume auto)."""
+shows them all. A resumed run starts from its own saved config.yaml (its model, data and settings);
+options given with --resume apply on top of it. Exit codes: 0 done (or stopped and requeued under
+SLURM), 1 error, 2 bad command line, 143 stopped by SIGTERM after saving checkpoints/last.ckpt
+(continue with --resume auto)."""
 
 
 class FrontEndError(ValueError):
@@ -49,9 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--devices", help="devices per node (int, 'auto' or a list); under SLURM: tasks per node")
     parser.add_argument("--num_nodes", type=int, help="number of nodes (default 1; under SLURM: the job's nodes)")
     parser.add_argument(
-        "--logger", choices=LOGGERS, default="wandb", help="wandb (offline without API key), csv or none"
+        "--logger", choices=LOGGERS, help="wandb (default; offline without API key), csv or none; resumes keep theirs"
     )
-    parser.add_argument("--resume", metavar="auto|PATH", help="auto: newest run of this model; or a run dir / .ckpt")
+    parser.add_argument(
+        "--resume", metavar="auto|PATH", help="auto: newest run of this model; or a run dir / .ckpt (--model optional)"
+    )
     parser.add_argument("--config", action="append", default=[], metavar="YAML", help="extra config file (repeatable)")
     return parser
 
@@ -85,6 +90,46 @@ def resolve_run(model: str, data: str, resume: str | None) -> tuple[Path, Path |
     return Path(fixed) if fixed else ckpt.parent.parent, ckpt
 
 
+def run_dir_of(resume: str) -> Path:
+    """The run directory a ``--resume`` path names (the directory itself, or ``<run>/checkpoints/x.ckpt``)."""
+    path = Path(resume)
+    return path.parent.parent if path.is_file() else path
+
+
+def saved_config(run_dir: Path) -> dict:
+    """The resolved config a run saved at its start; an error naming the file when it is missing or unreadable."""
+    path = run_dir / runs.CONFIG_NAME
+    if not path.is_file():
+        raise FrontEndError(f"{run_dir} holds no {runs.CONFIG_NAME}; pass --model (and --data) to resume from it")
+    try:
+        return registry.load_yaml(path)
+    except Exception as err:  # a YAML error names the line
+        raise FrontEndError(f"{path} is not readable YAML: {str(err).splitlines()[0]}") from None
+
+
+def check_same_run(config: dict, run_dir: Path, model: str, data: str | None) -> str:
+    """The data set name of a run being resumed; an error when --model or --data disagree with the run."""
+    run_model = registry.model_name_of(registry.class_path_of(config, "model") or "?")
+    if model != run_model:
+        raise FrontEndError(f"--model {model}: {run_dir} is a {run_model} run; leave --model out to resume it")
+    run_data = registry.data_name_of(registry.class_path_of(config, "data") or "?")
+    if data is not None and data != run_data:
+        raise FrontEndError(
+            f"--data {data}: {run_dir} trained on {run_data}; a resumed run keeps its data set (start a new run)"
+        )
+    return run_data
+
+
+def logger_of(config: dict) -> str:
+    """The ``--logger`` choice a saved config was made with: none, csv or wandb."""
+    loggers = (config.get("trainer") or {}).get("logger")
+    if not loggers:
+        return "none"
+    entries = loggers if isinstance(loggers, list) else [loggers]
+    classes = [e.get("class_path", "") if isinstance(e, dict) else str(e) for e in entries]
+    return "wandb" if any(c.endswith("WandbLogger") for c in classes) else "csv"
+
+
 def override_keys(rest: list[str]) -> list[str]:
     """The dotted keys of pass-through options (``--model.k`` → ``model.k``)."""
     return [m.group(1) for arg in rest if (m := re.match(r"--([\w.]+)", arg))]
@@ -105,19 +150,24 @@ def check_pass_through(rest: list[str]) -> None:
             )
 
 
-def cli_arguments(ns: argparse.Namespace, data: str, run_dir: Path, rest: list[str]) -> list[str]:
-    """The LightningCLI argument list: registry configs, user configs, shortcuts, then overrides."""
-    args = ["--config", str(registry.BASE_CONFIG), "--config", str(registry.model_config(ns.model))]
-    if ns.data:
-        args += ["--config", str(registry.data_config(data))]
-    if (pairing := registry.pairing_config(ns.model, data)) is not None:
-        args += ["--config", str(pairing)]
+def cli_arguments(
+    ns: argparse.Namespace, model: str, data: str, logger: str, run_dir: Path, rest: list[str], resumed: bool
+) -> list[str]:
+    """The LightningCLI argument list: registry configs (or a resumed run's own), user configs, shortcuts, overrides."""
+    if resumed:
+        args = ["--config", str(run_dir / runs.CONFIG_NAME)]
+    else:
+        args = ["--config", str(registry.BASE_CONFIG), "--config", str(registry.model_config(model))]
+        if ns.data:
+            args += ["--config", str(registry.data_config(data))]
+        if (pairing := registry.pairing_config(model, data)) is not None:
+            args += ["--config", str(pairing)]
     for extra in ns.config:
         if not Path(extra).is_file():
             raise FrontEndError(f"--config {extra}: no such file")
         args += ["--config", extra]
     args += ["--trainer.default_root_dir", str(run_dir), "--checkpoint.dirpath", str(run_dir / "checkpoints")]
-    args += ["--trainer.logger", logger_config(ns.logger, run_dir)]
+    args += ["--trainer.logger", logger_config(logger, run_dir)]
     devices = ns.devices or slurm_default("devices")
     num_nodes = ns.num_nodes or slurm_default("num_nodes")
     if devices:
@@ -131,21 +181,32 @@ def main(argv: list[str]) -> int:
     parser = build_parser()
     ns, rest = parser.parse_known_args(argv)
     try:
-        if not ns.model:
+        model = ns.model
+        if not model and ns.resume not in (None, "auto"):
+            run_dir = run_dir_of(ns.resume)
+            model = registry.model_name_of(registry.class_path_of(saved_config(run_dir), "model") or "?")
+        if not model:
             raise FrontEndError(f"--model is required; valid choices: {', '.join(registry.model_names())}")
-        registry.model_config(ns.model)
-        data = registry.data_config(ns.data).stem if ns.data else registry.default_data_of(ns.model)
+        registry.model_config(model)
+        data = registry.data_config(ns.data).stem if ns.data else registry.default_data_of(model)
         check_pass_through(rest)
-        run_dir, ckpt = resolve_run(ns.model, data, ns.resume)
-        args = cli_arguments(ns, data, run_dir, rest)
+        run_dir, ckpt = resolve_run(model, data, ns.resume)
+        # a resumed run continues with the config it saved, not with whatever the registry holds now
+        resumed = ckpt is not None and (run_dir / runs.CONFIG_NAME).is_file()
+        logger = ns.logger or "wandb"
+        if resumed:
+            config = saved_config(run_dir)
+            data = check_same_run(config, run_dir, model, registry.data_config(ns.data).stem if ns.data else None)
+            logger = ns.logger or logger_of(config)
+        args = cli_arguments(ns, model, data, logger, run_dir, rest, resumed)
     except (registry.ChoiceError, FrontEndError) as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
     os.environ[runs.RUN_DIR_ENV] = str(run_dir)  # DDP ranks started by Lightning inherit it
-    notice = choose_wandb_mode(run_dir) if ns.logger == "wandb" else None
+    notice = choose_wandb_mode(run_dir) if logger == "wandb" else None
     if notice and os.environ.get("SLURM_PROCID", "0") == "0":  # under srun every task runs this front end
         print(notice, flush=True)
-    class_path = registry.class_path_of(registry.load_yaml(registry.model_config(ns.model)), "model")
+    class_path = registry.class_path_of(registry.load_yaml(registry.model_config(model)), "model")
 
     from litsuite.training import fit  # heavy imports start here
 

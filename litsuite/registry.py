@@ -80,9 +80,18 @@ def default_data_of(model: str) -> str:
     raise ChoiceError(f"configs/model/{model}.yaml names data class '{wanted}', which no configs/data/*.yaml registers")
 
 
-def model_name_of(class_path: str) -> str:
-    """The registry name whose YAML names ``class_path`` (the class name itself if none does)."""
-    for name in model_names():
-        if class_path_of(load_yaml(CONFIG_DIR / "model" / f"{name}.yaml"), "model") == class_path:
+def _name_of(kind: str, class_path: str) -> str:
+    for name in _names(kind):
+        if class_path_of(load_yaml(CONFIG_DIR / kind / f"{name}.yaml"), kind) == class_path:
             return name
     return class_path.rpartition(".")[2]
+
+
+def model_name_of(class_path: str) -> str:
+    """The registry name whose YAML names model ``class_path`` (the class name itself if none does)."""
+    return _name_of("model", class_path)
+
+
+def data_name_of(class_path: str) -> str:
+    """The registry name whose YAML names data ``class_path`` (the class name itself if none does)."""
+    return _name_of("data", class_path)

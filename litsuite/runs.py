@@ -12,6 +12,7 @@ from pathlib import Path
 RUNS_DIR_ENV = "LITSUITE_RUNS_DIR"  # where run directories are made (default: ./runs)
 RUN_DIR_ENV = "LITSUITE_RUN_DIR"  # this exact run directory; DDP ranks and requeued jobs inherit it
 LAST_CKPT = Path("checkpoints") / "last.ckpt"
+CONFIG_NAME = "config.yaml"  # the resolved config LightningCLI saves at the start of every run
 
 
 def runs_root() -> Path:
@@ -44,10 +45,10 @@ def list_runs(model: str | None = None) -> list[Path]:
     root = runs_root()
     if not root.is_dir():
         return []
-    runs = [p for p in root.iterdir() if (p / "config.yaml").is_file()]
+    runs = [p for p in root.iterdir() if (p / CONFIG_NAME).is_file()]
     if model is not None:
         runs = [p for p in runs if p.name.startswith(f"{model}-")]
-    return sorted(runs, key=lambda p: (p / "config.yaml").stat().st_mtime)
+    return sorted(runs, key=lambda p: (p / CONFIG_NAME).stat().st_mtime)
 
 
 def newest_resumable(model: str) -> Path | None:
@@ -69,7 +70,7 @@ def resolve_run(spec: str) -> Path:
     if path.is_file():  # runs/<run>/checkpoints/x.ckpt
         return path.parent.parent
     for candidate in (path, runs_root() / spec):
-        if (candidate / "config.yaml").is_file():
+        if (candidate / CONFIG_NAME).is_file():
             return candidate
     raise FileNotFoundError(f"no run '{spec}': expected a run directory holding config.yaml, e.g. {runs_root()}/<run>")
 

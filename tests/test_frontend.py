@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import FAST, ROOT, run_script, train
@@ -112,7 +113,40 @@ def test_model_and_data_pairing_config_applies_after_the_data_set(tmp_path):
 
     assert "linear_ae@fashion_mnist" not in registry.model_names()
     ns = frontend.build_parser().parse_args(["--model", "linear_ae", "--data", "fashion_mnist"])
-    args = frontend.cli_arguments(ns, "fashion_mnist", tmp_path, [])
+    args = frontend.cli_arguments(ns, "linear_ae", "fashion_mnist", "none", tmp_path, [], resumed=False)
     configs = [args[i + 1] for i, a in enumerate(args) if a == "--config"]
     assert [p.rsplit("/", 1)[-1] for p in configs] == ["base.yaml", "linear_ae.yaml", "fashion_mnist.yaml",
                                                       "linear_ae@fashion_mnist.yaml"]
+    # a resumed run starts from its own saved config instead of the registry's files
+    args = frontend.cli_arguments(ns, "linear_ae", "fashion_mnist", "none", tmp_path, [], resumed=True)
+    assert [args[i + 1] for i, a in enumerate(args) if a == "--config"] == [str(tmp_path / "config.yaml")]
+
+
+def fake_run(name: str, model_class: str, data_class: str) -> Path:
+    run = runs.runs_root() / name
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_text("x")
+    (run / "config.yaml").write_text(
+        f"model:\n  class_path: {model_class}\ndata:\n  class_path: {data_class}\n"
+        "trainer:\n  logger:\n  - class_path: litsuite.csv_logger.RunCSVLogger\n"
+    )
+    return run
+
+
+def test_resume_from_a_run_checks_model_and_data_against_the_run():
+    run = fake_run("linear_ae-digits-1", "lit_modules.linear_ae.LinearAE", "datamodules.digits.DigitsDataModule")
+    result = train_script("--model", "capsule", "--resume", str(run))
+    assert result.returncode == 2 and "is a linear_ae run; leave --model out" in result.stderr
+    result = train_script("--resume", str(run), "--data", "mnist")
+    assert result.returncode == 2 and "trained on digits; a resumed run keeps its data set" in result.stderr
+    (run / "config.yaml").unlink()
+    result = train_script("--resume", str(run))
+    assert result.returncode == 2 and "holds no config.yaml; pass --model" in result.stderr
+
+
+def test_saved_logger_choice_is_read_back():
+    assert frontend.logger_of({"trainer": {"logger": False}}) == "none"
+    csv = {"class_path": "litsuite.csv_logger.RunCSVLogger"}
+    assert frontend.logger_of({"trainer": {"logger": [csv]}}) == "csv"
+    wandb = {"class_path": "lightning.pytorch.loggers.WandbLogger"}
+    assert frontend.logger_of({"trainer": {"logger": [csv, wandb]}}) == "wandb"

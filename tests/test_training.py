@@ -90,3 +90,20 @@ def test_wandb_goes_offline_without_a_key_and_keeps_metrics_and_report_images():
     assert any("ae_vs_svd" in p.name for p in images), images
     records = b"".join(p.read_bytes() for p in wandb_dir.glob("offline-run-*/*.wandb"))  # the offline run logs
     assert b"val/error_ratio" in records and b"test/error_ratio" in records
+
+
+def test_resume_by_run_directory_continues_with_the_runs_own_config(monkeypatch):
+    """``--resume runs/<run>`` alone finds the model, data and settings in the run's config.yaml."""
+    monkeypatch.setenv("LITSUITE_RUNS_DIR", "runs")
+    first = ("--model", "linear_ae", "--data", "synthetic", "--logger", "csv", "--model.k", "3", "--model.sweep", "[2]")
+    assert train(*first, *FAST, "--trainer.max_epochs", "1") == 0
+    run = only_run(Path("runs"))
+    steps_one_epoch = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+    monkeypatch.delenv("LITSUITE_RUN_DIR", raising=False)
+    # registry defaults would give k=16 and the digits data: a checkpoint of k=3 would not load into that
+    assert train("--resume", str(run), "--trainer.max_epochs", "2") == 0
+    assert only_run(Path("runs")) == run
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert state["global_step"] == 2 * steps_one_epoch
+    assert state["hyper_parameters"]["k"] == 3 and "autoencoders.2.encoder" in state["state_dict"]
+    assert (run / "metrics.csv").is_file() and not (run / "wandb").exists()  # kept its csv logger
