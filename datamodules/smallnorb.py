@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import TensorDataset
 
-from datamodules.base import ArrayDataModule, DataError
+from datamodules.base import ArrayDataModule, DataError, InMemoryDataset
 from datamodules.batch_transforms import brightness_contrast, centre_crop, per_image_standardise, random_crop
 from datamodules.norb import find_matrix, read_matrix
 
@@ -157,7 +156,7 @@ class SmallNORBDataModule(ArrayDataModule):
         super().setup(stage)
         for name in ("val_set", "test_set"):
             images, labels = getattr(self, name).tensors
-            setattr(self, name, TensorDataset(centre_crop(images, self.crop_size).contiguous(), labels))
+            setattr(self, name, InMemoryDataset(centre_crop(images, self.crop_size).contiguous(), labels))
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """Random crop and jitter for training batches: those still at the stored size."""

@@ -59,6 +59,28 @@ def test_shuffle_order_depends_only_on_seed_and_epoch():
     assert order(0) == order(0) and order(0) != order(1)
 
 
+def test_batches_are_gathered_whole_and_equal_per_sample_collation():
+    """The loaders gather a batch with one index per tensor; the result is what per-sample loading gives."""
+    from torch.utils.data import DataLoader, Dataset
+
+    dm = SyntheticDataModule(num_samples=200, batch_size=32)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+
+    class PerSample(Dataset):  # no __getitems__: the loader falls back to __getitem__ and default_collate
+        def __len__(self):
+            return len(dm.train_set)
+
+        def __getitem__(self, i):
+            return dm.train_set[i]
+
+    reference = DataLoader(PerSample(), batch_size=32, sampler=loader.sampler, collate_fn=loader.collate_fn)
+    pairs = list(zip(loader, reference, strict=True))
+    assert len(pairs) == -(-len(dm.train_set) // 32) > 1
+    for (x, y), (x_ref, y_ref) in pairs:
+        assert x.shape[1:] == dm.input_shape and torch.equal(x, x_ref) and torch.equal(y, y_ref)
+
+
 def test_idx_round_trip_plain_and_gzip(tmp_path):
     fake_mnist(tmp_path / "plain", compress=False)
     fake_mnist(tmp_path / "gz", compress=True)
