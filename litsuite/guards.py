@@ -1,7 +1,7 @@
 """Guards that turn silent or hanging failures into one clear message and a non-zero exit.
 
-- :class:`FiniteLossGuard` (listed in ``configs/base.yaml``) stops at the first non-finite loss,
-  naming the step and the last good checkpoint, on every rank at the same step.
+- :class:`FiniteLossGuard` (listed in ``configs/base.yaml``) stops at a non-finite loss, naming the
+  first bad step and the last good checkpoint, on every rank at the same point.
 - :func:`describe_failure` reduces a data-loader worker crash, a DDP timeout or a lost rank to one line.
 
 A rank that dies is handled by the launcher and by timeouts, not here: see ``DDP_TIMEOUT`` in
@@ -26,27 +26,82 @@ class FiniteLossGuard(Callback):
     """Stops training when the loss returned by ``training_step`` is not finite.
 
     Lightning's ``detect_anomaly`` finds the operation that made a NaN but slows every backward
-    pass several times; this check costs one ``isfinite`` and, under DDP, one tiny all-reduce per
-    step, so it stays on. The all-reduce makes every rank raise at the same step: a rank raising
-    alone would leave the others waiting in the next collective.
+    pass several times; this check costs one ``isfinite`` per step, kept on the device (no host
+    sync), so it stays on. One process reads the flag after every step. Under DDP the ranks
+    compare their flags in one small all-reduce every ``check_every_n_steps`` steps, at the last
+    batch of every epoch and before every checkpoint is written: every rank raises at the same
+    point (a rank raising alone would leave the others waiting in the next collective), the error
+    names the first bad step on any rank, and no checkpoint is saved after it. A per-step
+    all-reduce would add a synchronisation point to every step, which on CPU costs as much as a
+    small model's whole step.
 
-    The check runs after the optimiser step, so the weights in memory are already damaged; nothing
-    is saved after the error, and the last checkpoint on disk is the last good one.
+    The weights in memory are already damaged when the error is raised; the last checkpoint on
+    disk is the last good one.
+
+    Args:
+        check_every_n_steps: under DDP, optimiser steps between two comparisons of the ranks' flags.
     """
+
+    _NONE = float("inf")  # no bad batch seen yet
+
+    def __init__(self, check_every_n_steps: int = 20) -> None:
+        if check_every_n_steps < 1:
+            raise ValueError(f"check_every_n_steps must be at least 1, got {check_every_n_steps}")
+        self.check_every_n_steps = check_every_n_steps
+        self._reset()
+
+    def _reset(self) -> None:
+        self._first_bad: torch.Tensor | None = None  # index (into _positions) of the first bad batch
+        self._positions: list[tuple[int, int, int]] = []  # (step, epoch, batch) of each batch since the last check
+        self._values: dict[int, torch.Tensor] = {}
+        self._last_check_step = 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._reset()
+        self._last_check_step = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
-        bad = isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all())
-        # every rank must take part in the reduction, whether or not it has a loss to check
-        if trainer.strategy.reduce_boolean_decision(bad, all=False):
-            raise NonFiniteLossError(self.message(trainer, batch_idx, loss if bad else None))
+        index = len(self._positions)
+        self._positions.append((trainer.global_step, trainer.current_epoch, batch_idx))
+        if isinstance(loss, torch.Tensor):
+            bad = ~torch.isfinite(loss.detach()).all()
+            here = torch.where(bad, float(index), self._NONE).to(loss.device, torch.float64)
+            self._first_bad = here if self._first_bad is None else torch.minimum(self._first_bad, here)
+            self._values[index] = loss.detach()  # read only if this batch turns out to be the first bad one
+        last_of_epoch = batch_idx + 1 >= trainer.num_training_batches
+        due = trainer.global_step - self._last_check_step >= self.check_every_n_steps
+        # all three conditions depend only on values every rank shares, so the collectives stay matched
+        if trainer.world_size == 1 or last_of_epoch or due:
+            self.check(trainer)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        # every rank writes (or dumps) the checkpoint together, so the comparison is matched here too
+        if trainer.training and self._positions:
+            self.check(trainer)
+
+    def check(self, trainer) -> None:
+        """Compare the flags of all ranks; raise :class:`NonFiniteLossError` on every rank if one saw a bad loss."""
+        first = self._first_bad if self._first_bad is not None else torch.tensor(self._NONE, dtype=torch.float64)
+        if trainer.world_size > 1:
+            first = trainer.strategy.reduce(first.to(trainer.strategy.root_device).clone(), reduce_op="min")
+        index = float(first)
+        positions, values = self._positions, self._values
+        self._first_bad, self._positions, self._values = None, [], {}
+        self._last_check_step = trainer.global_step
+        if index == self._NONE:
+            return
+        step, epoch, batch_idx = positions[int(index)]
+        value = values.get(int(index))
+        if value is not None and bool(torch.isfinite(value).all()):
+            value = None  # this rank's loss was fine there: another rank's was not
+        raise NonFiniteLossError(self.message(step, epoch, batch_idx, value, last_good_checkpoint(trainer)))
 
     @staticmethod
-    def message(trainer, batch_idx: int, loss: torch.Tensor | None) -> str:
+    def message(step: int, epoch: int, batch_idx: int, loss: torch.Tensor | None, good: str | None) -> str:
         """The one-line error: what, where, the last good checkpoint, and what to try."""
         value = f" ({loss.detach().float().flatten()[0].item()})" if loss is not None and loss.numel() else ""
-        where = f"at step {trainer.global_step} (epoch {trainer.current_epoch}, batch {batch_idx})"
-        good = last_good_checkpoint(trainer)
+        where = f"at step {step} (epoch {epoch}, batch {batch_idx})"
         if good:
             after = f"last good checkpoint: {good}; resume from it with --resume {good} and a lower learning rate"
         else:

@@ -200,6 +200,21 @@ def test_nan_on_one_rank_stops_every_rank_at_the_same_step():
 
 
 @pytest.mark.slow
+def test_nan_seen_between_two_checks_names_its_own_step_and_nothing_is_saved_after_it():
+    """Under DDP the ranks compare flags only every few steps and at epoch ends: the error still
+    names the first bad step, and the checkpoint written at the epoch end before it is the last."""
+    args = (*COMMON, "--data.init_args.num_samples", "1024", "--devices", "2", "--trainer.max_epochs", "5")
+    proc = run_train(*args, *poison_at(5, rank=1))  # 4 batches per rank and epoch: step 6 is epoch 1, batch 1
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output[-3000:]
+    assert output.count("non-finite training loss") == 1, output[-3000:]
+    assert "at step 6 (epoch 1, batch 1)" in output, output[-3000:]
+    saved = torch.load(only_run() / "checkpoints" / "last.ckpt", weights_only=False)
+    assert saved["global_step"] == 4
+    assert all(torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point())
+
+
+@pytest.mark.slow
 def test_a_rank_killed_mid_training_ends_the_run_instead_of_hanging():
     proc, marker = start_long_ddp_run()
     (rank1,) = pids_with(marker, LOCAL_RANK="1")
