@@ -31,6 +31,10 @@ class LinearAE(LightningModule):
         svd_method: ``full`` (``torch.linalg.svd``) or ``lowrank`` (``torch.svd_lowrank``) for the baseline.
     """
 
+    # The only buffers are the SVD baseline, broadcast once by fit_svd_baseline and constant after:
+    # DDP's default re-broadcast of every buffer before every forward pass would be pure overhead.
+    ddp_options = {"broadcast_buffers": False}
+
     def __init__(
         self,
         input_shape: tuple[int, ...] = (1, 8, 8),

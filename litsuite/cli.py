@@ -121,7 +121,7 @@ class SuiteCLI(LightningCLI):
         is false), the atomic checkpoint writer, the preemption handler, and under a SLURM batch job
         Lightning's ``SLURMEnvironment`` with its in-handler auto-requeue switched off (the
         preemption handler requeues instead, outside the signal handler). DDP strategies get the
-        ``ddp_timeout_minutes`` timeout.
+        ``ddp_timeout_minutes`` timeout and the model's ``ddp_options``.
         """
         extra = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
         config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
@@ -139,6 +139,10 @@ class SuiteCLI(LightningCLI):
             # inside the Trainer; the value is read when the process group is created, at the start of fit.
             minutes = self._get(self.config_init, "ddp_timeout_minutes", default=DDP_TIMEOUT_MINUTES)
             trainer.strategy._timeout = timedelta(minutes=minutes)
+            # DistributedDataParallel options a model asks for (class attribute ``ddp_options``); a
+            # strategy configured with its own values keeps them. Read when DDP wraps the model in fit.
+            for key, value in (getattr(self.model, "ddp_options", None) or {}).items():
+                trainer.strategy._ddp_kwargs.setdefault(key, value)
         return trainer
 
     @staticmethod

@@ -107,3 +107,21 @@ def test_resume_by_run_directory_continues_with_the_runs_own_config(monkeypatch)
     assert state["global_step"] == 2 * steps_one_epoch
     assert state["hyper_parameters"]["k"] == 3 and "autoencoders.2.encoder" in state["state_dict"]
     assert (run / "metrics.csv").is_file() and not (run / "wandb").exists()  # kept its csv logger
+
+
+@pytest.mark.parametrize(("model", "expected"), [("linear_ae", {"broadcast_buffers": False}), ("capsule", {})])
+def test_a_models_ddp_options_reach_the_ddp_strategy(model, expected):
+    """linear_ae's buffers (the SVD baseline) are constant: DDP must not re-broadcast them every step."""
+    from litsuite import registry
+    from litsuite.cli import SuiteCLI
+
+    config = registry.model_config(model)
+    args = ["--config", str(registry.BASE_CONFIG), "--config", str(config), "--trainer.devices", "2",
+            "--trainer.accelerator", "cpu", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
+    cli = SuiteCLI(args, registry.class_path_of(registry.load_yaml(config), "model"), save_config=False)
+    assert cli.trainer.strategy._ddp_kwargs == expected
+    # a strategy configured with its own value keeps it
+    own = '{"class_path": "lightning.pytorch.strategies.DDPStrategy", "init_args": {"broadcast_buffers": true}}'
+    cli = SuiteCLI([*args, "--trainer.strategy", own], registry.class_path_of(registry.load_yaml(config), "model"),
+                   save_config=False)
+    assert cli.trainer.strategy._ddp_kwargs.get("broadcast_buffers", True) is True
