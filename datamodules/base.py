@@ -6,6 +6,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, TensorDataset, default_collate
 
+from datamodules.batch_transforms import random_shift
 from datamodules.samplers import EpochShuffleSampler
 
 
@@ -45,16 +46,23 @@ class ArrayDataModule(LightningDataModule):
         num_workers: DataLoader worker processes (0 loads in the main process).
         val_fraction: share of the training split held out for validation.
         seed: fixes the validation split and the shuffling order.
+        shift: translate every training image by a random 0..``shift`` pixels in each direction
+            (zero fill), a fresh draw each time it is seen; validation and test images stay put.
     """
 
     input_shape: tuple[int, ...] = ()
     num_classes: int = 0
     class_names: tuple[str, ...] = ()
 
-    def __init__(self, batch_size: int = 128, num_workers: int = 0, val_fraction: float = 0.1, seed: int = 0) -> None:
+    def __init__(
+        self, batch_size: int = 128, num_workers: int = 0, val_fraction: float = 0.1, seed: int = 0, shift: int = 0
+    ) -> None:
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
+        if shift < 0:
+            raise ValueError(f"shift must be >= 0 pixels, got {shift}")
+        self.shift = shift
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.val_fraction = val_fraction
@@ -100,6 +108,14 @@ class ArrayDataModule(LightningDataModule):
             persistent_workers=self.num_workers > 0,
             collate_fn=collate_stacked,
         )
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Random shifts of training batches (``shift`` > 0), on the device the batch is on."""
+        trainer = self.trainer
+        if not self.shift or trainer is None or not trainer.training:
+            return batch
+        images, *rest = batch
+        return (random_shift(images, self.shift), *rest)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

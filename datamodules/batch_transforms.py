@@ -62,6 +62,27 @@ def random_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     return images.permute(0, 2, 3, 1)[index, rows, cols].permute(0, 3, 1, 2)
 
 
+def random_shift(images: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Translate each image independently by up to ``max_shift`` pixels in each direction, filling with 0.
+
+    Equivalent to zero-padding by ``max_shift`` on every side and taking a uniformly placed
+    window of the original size (the augmentation of Sabour et al. for MNIST, there 2 pixels).
+
+    Shape:
+        - images: ``(B, C, H, W)``
+        - output: ``(B, C, H, W)``
+    """
+    if max_shift < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+    if max_shift == 0:
+        return images
+    height = images.shape[-2]
+    padded = torch.nn.functional.pad(images, (max_shift,) * 4)
+    if images.shape[-1] != height:
+        raise ValueError(f"random_shift expects square images, got {tuple(images.shape[-2:])}")
+    return random_crop(padded, height)
+
+
 def brightness_contrast(images: torch.Tensor, brightness: float, contrast: tuple[float, float]) -> torch.Tensor:
     """Random brightness shift, then random contrast scaling about each image's mean.
 

@@ -28,10 +28,11 @@ class CIFAR10DataModule(ArrayDataModule):
         num_workers: int = 0,
         val_fraction: float = 0.1,
         seed: int = 0,
+        shift: int = 0,
         data_dir: str | None = None,
         download: bool = False,
     ) -> None:
-        super().__init__(batch_size, num_workers, val_fraction, seed)
+        super().__init__(batch_size, num_workers, val_fraction, seed, shift)
         self.data_dir = data_dir or str(Path("data") / "cifar10")
         self.download = download
 

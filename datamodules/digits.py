@@ -24,9 +24,10 @@ class DigitsDataModule(ArrayDataModule):
         num_workers: int = 0,
         val_fraction: float = 0.1,
         seed: int = 0,
+        shift: int = 0,
         test_fraction: float = 0.2,
     ) -> None:
-        super().__init__(batch_size, num_workers, val_fraction, seed)
+        super().__init__(batch_size, num_workers, val_fraction, seed, shift)
         self.test_fraction = test_fraction
 
     def load_arrays(self):

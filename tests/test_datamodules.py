@@ -142,3 +142,32 @@ def test_fashion_mnist_found_in_the_system_folder():
     dm.setup()
     assert len(dm.train_set) + len(dm.val_set) == 60000 and len(dm.test_set) == 10000
     assert dm.train_set.tensors[0].shape[1:] == (1, 28, 28)
+
+
+def test_random_shift_moves_each_image_by_at_most_the_shift_and_covers_every_offset():
+    from datamodules.batch_transforms import random_shift
+
+    torch.manual_seed(0)
+    images = torch.zeros(400, 1, 8, 8)
+    images[:, 0, 4, 3] = 1.0
+    shifted = random_shift(images, 1)
+    assert shifted.shape == images.shape and torch.equal(shifted.sum(dim=(1, 2, 3)), torch.ones(400))
+    rows, cols = (shifted[:, 0] == 1).nonzero()[:, 1:].T
+    offsets = set(zip((rows - 4).tolist(), (cols - 3).tolist(), strict=True))
+    assert offsets == {(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)}
+    assert torch.equal(random_shift(images, 0), images)
+
+
+def test_shift_applies_to_training_batches_only():
+    from types import SimpleNamespace
+
+    dm = DigitsDataModule(shift=2)
+    batch = (torch.rand(16, 1, 8, 8), torch.zeros(16, dtype=torch.long))
+    assert dm.on_after_batch_transfer(batch, 0) is batch  # no trainer: evaluation code, leave it
+    dm.trainer = SimpleNamespace(training=False)
+    assert dm.on_after_batch_transfer(batch, 0) is batch
+    dm.trainer = SimpleNamespace(training=True)
+    moved, labels = dm.on_after_batch_transfer(batch, 0)
+    assert moved.shape == batch[0].shape and not torch.equal(moved, batch[0]) and labels is batch[1]
+    with pytest.raises(ValueError, match="shift must be >= 0"):
+        DigitsDataModule(shift=-1)
