@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -40,6 +39,7 @@ import torch
 from torch import nn
 
 from benchmarks.baselines.capsule_baselines import TiledClassMatrixCaps, TiledConvMatrixCaps, TiledDenseCapsules
+from benchmarks.machine import load_average, machine_description
 from lit_modules.components.capsules.layers import (
     ClassMatrixCaps,
     ConvMatrixCaps,
@@ -137,24 +137,6 @@ def run_variant(variant: str, sizes: dict) -> dict:
     return {"variant": variant, "times_ms": [1000 * t for t in times], "peak_mb": peak - rss_before}
 
 
-def machine_info() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
-    }
-
-
 def _in_subprocess(variant: str, quick: bool) -> dict:
     cmd = [sys.executable, "-m", "benchmarks.bench_capsules", "--worker", variant] + (["--quick"] if quick else [])
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
@@ -169,12 +151,11 @@ def combine(runs: list[dict]) -> dict:
     return {"ms_min": min(times), "ms_median": statistics.median(times), "peak_mb": max(r["peak_mb"] for r in runs)}
 
 
-def render(results: dict, info: dict, sizes: dict, quick: bool, rounds: int = 1) -> str:
+def render(results: dict, machine: str, sizes: dict, quick: bool, rounds: int = 1) -> str:
     lines = [
         f"# Capsule benchmarks{' (quick sizes)' if quick else ''}",
         "",
-        f"CPU: {info['cpu']}; cores: {info['cores']}; torch {info['torch']}; "
-        f"threads: {info['threads']}; Python {info['python']}; load average at the end: {info['load']}.",
+        f"Machine: {machine}; load average at the end: {load_average()}.",
         f"Batch {sizes['batch']}, {sizes['image']}x{sizes['image']} input, one step = forward + loss + backward; "
         f"{rounds} round(s) of {sizes['steps']} measured steps per variant, each round in a fresh subprocess. "
         "ms/step: fastest step (median in brackets); the speed-up compares fastest steps. "
@@ -213,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         for variant in VARIANTS:
             runs[variant].append(_in_subprocess(variant, args.quick))
     results = {variant: combine(found) for variant, found in runs.items()}
-    table = render(results, machine_info(), sizes, args.quick, rounds)
+    table = render(results, machine_description(), sizes, args.quick, rounds)
     print(table)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

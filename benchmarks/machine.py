@@ -29,3 +29,8 @@ def machine_description() -> str:
         f"{cpu_model()}, {os.cpu_count()} cores, {memory_gb:.0f} GiB; {platform.system()} {platform.release()}; "
         f"Python {platform.python_version()}; torch {torch.__version__} ({torch.get_num_threads()} intra-op threads)"
     )
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: how busy the machine was while a benchmark ran."""
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
