@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
 from lightning.pytorch import LightningModule
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torchmetrics import MeanSquaredError
 
 from lit_modules.components.linear_autoencoder import LinearAutoencoder
@@ -33,7 +35,12 @@ class LinearAE(LightningModule):
 
     # The only buffers are the SVD baseline, broadcast once by fit_svd_baseline and constant after:
     # DDP's default re-broadcast of every buffer before every forward pass would be pure overhead.
-    ddp_options = {"broadcast_buffers": False}
+    # (torch >= 2.14 names the switch forward_sync_buffers and deprecates broadcast_buffers.)
+    ddp_options = (
+        {"forward_sync_buffers": False}
+        if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+        else {"broadcast_buffers": False}
+    )
 
     def __init__(
         self,
