@@ -16,7 +16,7 @@ from datetime import timedelta
 from lightning.fabric.plugins import CheckpointIO, ClusterEnvironment
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.strategies import DDPStrategy
 
@@ -24,6 +24,7 @@ from litsuite import runs
 from litsuite.checkpoint_io import AtomicCheckpointIO
 from litsuite.quiet import silence_known_noise
 from litsuite.requeue import PreemptionHandler, slurm_batch_job
+from litsuite.run_checkpoint import RunCheckpoint
 
 silence_known_noise()
 
@@ -101,7 +102,7 @@ class SuiteCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.add_argument(
             "--ddp_timeout_minutes",
             type=float,

@@ -134,3 +134,16 @@ def test_a_models_ddp_options_reach_the_ddp_strategy(model):
     cli = SuiteCLI([*args, "--trainer.strategy", own], registry.class_path_of(registry.load_yaml(config), "model"),
                    save_config=False)
     assert cli.trainer.strategy._ddp_kwargs.get(switch, True) is True
+
+
+def test_last_checkpoint_is_the_latest_epoch_even_when_the_metric_did_not_improve(monkeypatch):
+    """Lightning >= 2.6 refreshes last.ckpt only together with a top-k save; resume needs the latest."""
+    monkeypatch.setenv("LITSUITE_RUNS_DIR", "runs")
+    # the error ratio falls every epoch: judged by "max", only epoch 0 is ever the best
+    args = ("--model", "linear_ae", "--data", "synthetic", "--logger", "csv", "--checkpoint.mode", "max", *FAST)
+    assert train(*args, "--trainer.max_epochs", "3") == 0
+    checkpoints = only_run(Path("runs")) / "checkpoints"
+    (best,) = checkpoints.glob("best-*.ckpt")
+    assert best.name.startswith("best-epoch=0-")
+    last = torch.load(checkpoints / "last.ckpt", weights_only=False)
+    assert last["epoch"] == 2 and last["global_step"] == 3 * torch.load(best, weights_only=False)["global_step"]
