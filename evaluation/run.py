@@ -16,8 +16,7 @@ from evaluation.curves import read_metrics_csv, training_curves
 from evaluation.report import Report
 from litsuite import registry, runs
 from litsuite.cli import SuiteCLI
-from litsuite.loggers import choose_wandb_mode, wandb_id
-from litsuite.training import finish_wandb
+from litsuite.loggers import choose_wandb_mode, finish_wandb, wandb_id
 
 
 def logger_json(kind: str, run_dir: Path) -> str:

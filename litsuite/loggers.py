@@ -71,3 +71,20 @@ def logger_config(kind: str, run_dir: Path) -> str:
             }
         )
     return json.dumps(loggers)
+
+
+def finish_wandb(trainer) -> None:
+    """Close the wandb run of ``trainer`` (rank zero) so its files are complete on disk; offline
+    runs are synced from them. A second call does nothing. If wandb's service process is already
+    gone (SLURM stops every process of a job it requeues), one line says so instead of a traceback."""
+    from lightning.pytorch.loggers import WandbLogger  # here: this module is read before torch is imported
+
+    if not trainer.is_global_zero:
+        return
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            try:
+                logger.experiment.finish()
+            except Exception as err:  # noqa: BLE001 - wandb raises several kinds when its service has died
+                print(f"wandb: could not close this session's run ({type(err).__name__}: {err}); "
+                      f"what it wrote so far stays in {logger.save_dir}", flush=True)

@@ -22,6 +22,7 @@ import torch
 from lightning.fabric.plugins.environments import TorchElasticEnvironment
 from lightning.pytorch import Callback
 
+from litsuite.loggers import finish_wandb
 from litsuite.resumable import ResumableDataLoader, make_train_loader_resumable
 
 EXIT_TERMINATED = 128 + signal.SIGTERM  # the shell's code for "ended by SIGTERM"; the state is saved
@@ -189,6 +190,9 @@ class PreemptionHandler(Callback):
             raise TrainingStopped(message, EXIT_TERMINATED)
         # Said before the requeue: once SLURM cancels the step, what the tasks print may no longer reach the log.
         _announce(trainer, f"preempted at {where}; saved {path}; requeueing SLURM job {slurm_job_id()}")
+        # SLURM stops every process of the job once it is requeued, wandb's service among them: close
+        # this session's wandb run first, while it can still write its files.
+        finish_wandb(trainer)
         outcome = self.run_requeue() if trainer.is_global_zero else None
         ok, detail = trainer.strategy.broadcast(outcome, src=0)  # every rank leaves with rank zero's outcome
         if ok:

@@ -6,13 +6,13 @@ import os
 import shutil
 from pathlib import Path
 
-from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from datamodules.base import DataError
 from litsuite.checkpoint_io import checkpoint_problem
 from litsuite.cli import ConfigError, SuiteCLI, one_line
 from litsuite.guards import NonFiniteLossError, describe_failure
+from litsuite.loggers import finish_wandb
 from litsuite.requeue import TrainingStopped
 
 
@@ -26,13 +26,6 @@ def _fail(message: str, run_dir: Path, fresh: bool) -> int:
     if fresh and _local_rank() == 0 and run_dir.is_dir() and not any(run_dir.glob("checkpoints/*.ckpt")):
         shutil.rmtree(run_dir, ignore_errors=True)
     return 1
-
-
-def finish_wandb(trainer) -> None:
-    """Close the wandb run so its files are complete on disk (offline runs are synced from them)."""
-    for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger) and trainer.is_global_zero and logger._experiment is not None:
-            logger.experiment.finish()
 
 
 def describe_scale(cli: SuiteCLI) -> str:

@@ -147,3 +147,28 @@ def test_last_checkpoint_is_the_latest_epoch_even_when_the_metric_did_not_improv
     assert best.name.startswith("best-epoch=0-")
     last = torch.load(checkpoints / "last.ckpt", weights_only=False)
     assert last["epoch"] == 2 and last["global_step"] == 3 * torch.load(best, weights_only=False)["global_step"]
+
+
+def test_closing_wandb_after_its_service_died_is_one_line_and_happens_once(tmp_path, capsys):
+    """A requeued SLURM job loses wandb's service process: closing the run must not end in a traceback."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.loggers import WandbLogger
+
+    from litsuite.loggers import finish_wandb
+
+    class DeadService:
+        calls = 0
+
+        def finish(self):
+            DeadService.calls += 1
+            raise ConnectionResetError("Connection lost")
+
+    logger = WandbLogger(save_dir=str(tmp_path), offline=True)
+    logger._experiment = DeadService()
+    finish_wandb(SimpleNamespace(is_global_zero=False, loggers=[logger]))
+    assert DeadService.calls == 0  # only rank zero owns the run
+    finish_wandb(SimpleNamespace(is_global_zero=True, loggers=[logger]))
+    out = capsys.readouterr().out.strip().splitlines()
+    assert DeadService.calls == 1 and len(out) == 1
+    assert "could not close this session's run (ConnectionResetError: Connection lost)" in out[0]
