@@ -73,18 +73,31 @@ def logger_config(kind: str, run_dir: Path) -> str:
     return json.dumps(loggers)
 
 
-def finish_wandb(trainer) -> None:
+def finish_wandb(trainer, teardown: bool = False) -> None:
     """Close the wandb run of ``trainer`` (rank zero) so its files are complete on disk; offline
     runs are synced from them. A second call does nothing. If wandb's service process is already
-    gone (SLURM stops every process of a job it requeues), one line says so instead of a traceback."""
+    gone (SLURM stops every process of a job it requeues), one line says so instead of a traceback.
+
+    ``teardown``: also close this process's connection to wandb's service, for a process about to
+    be stopped from outside (otherwise wandb's exit hook finds the service gone and prints a traceback).
+    """
     from lightning.pytorch.loggers import WandbLogger  # here: this module is read before torch is imported
 
     if not trainer.is_global_zero:
         return
+    used = False
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            used = True
             try:
                 logger.experiment.finish()
             except Exception as err:  # noqa: BLE001 - wandb raises several kinds when its service has died
                 print(f"wandb: could not close this session's run ({type(err).__name__}: {err}); "
                       f"what it wrote so far stays in {logger.save_dir}", flush=True)
+    if teardown and used:
+        import wandb
+
+        try:
+            wandb.teardown()
+        except Exception:  # noqa: BLE001 - the run's files are already closed; nothing left to lose
+            pass

@@ -191,8 +191,8 @@ class PreemptionHandler(Callback):
         # Said before the requeue: once SLURM cancels the step, what the tasks print may no longer reach the log.
         _announce(trainer, f"preempted at {where}; saved {path}; requeueing SLURM job {slurm_job_id()}")
         # SLURM stops every process of the job once it is requeued, wandb's service among them: close
-        # this session's wandb run first, while it can still write its files.
-        finish_wandb(trainer)
+        # this session's wandb run and wandb's connection to its service first, while both still work.
+        finish_wandb(trainer, teardown=True)
         outcome = self.run_requeue() if trainer.is_global_zero else None
         ok, detail = trainer.strategy.broadcast(outcome, src=0)  # every rank leaves with rank zero's outcome
         if ok:

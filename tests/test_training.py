@@ -149,7 +149,7 @@ def test_last_checkpoint_is_the_latest_epoch_even_when_the_metric_did_not_improv
     assert last["epoch"] == 2 and last["global_step"] == 3 * torch.load(best, weights_only=False)["global_step"]
 
 
-def test_closing_wandb_after_its_service_died_is_one_line_and_happens_once(tmp_path, capsys):
+def test_closing_wandb_after_its_service_died_is_one_line_and_happens_once(tmp_path, capsys, monkeypatch):
     """A requeued SLURM job loses wandb's service process: closing the run must not end in a traceback."""
     from types import SimpleNamespace
 
@@ -172,3 +172,10 @@ def test_closing_wandb_after_its_service_died_is_one_line_and_happens_once(tmp_p
     out = capsys.readouterr().out.strip().splitlines()
     assert DeadService.calls == 1 and len(out) == 1
     assert "could not close this session's run (ConnectionResetError: Connection lost)" in out[0]
+    # before a requeue the connection to wandb's service is closed as well, and its failure is not fatal
+    import wandb
+
+    torn = []
+    monkeypatch.setattr(wandb, "teardown", lambda: torn.append(1) or (_ for _ in ()).throw(OSError("gone")))
+    finish_wandb(SimpleNamespace(is_global_zero=True, loggers=[logger]), teardown=True)
+    assert torn == [1]
