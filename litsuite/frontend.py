@@ -87,13 +87,7 @@ def resolve_run(model: str, data: str, resume: str | None) -> tuple[Path, Path |
     ckpt = path if path.is_file() else path / runs.LAST_CKPT
     if not ckpt.is_file():
         raise FrontEndError(f"--resume {resume}: no checkpoint at {ckpt}; pass a .ckpt file, a run directory or 'auto'")
-    return Path(fixed) if fixed else ckpt.parent.parent, ckpt
-
-
-def run_dir_of(resume: str) -> Path:
-    """The run directory a ``--resume`` path names (the directory itself, or ``<run>/checkpoints/x.ckpt``)."""
-    path = Path(resume)
-    return path.parent.parent if path.is_file() else path
+    return Path(fixed) if fixed else runs.run_dir_of(path), ckpt
 
 
 def saved_config(run_dir: Path) -> dict:
@@ -107,9 +101,14 @@ def saved_config(run_dir: Path) -> dict:
         raise FrontEndError(f"{path} is not readable YAML: {str(err).splitlines()[0]}") from None
 
 
+def model_of(config: dict) -> str:
+    """The registry name of the model a saved config trains."""
+    return registry.model_name_of(registry.class_path_of(config, "model") or "?")
+
+
 def check_same_run(config: dict, run_dir: Path, model: str, data: str | None) -> str:
     """The data set name of a run being resumed; an error when --model or --data disagree with the run."""
-    run_model = registry.model_name_of(registry.class_path_of(config, "model") or "?")
+    run_model = model_of(config)
     if model != run_model:
         raise FrontEndError(f"--model {model}: {run_dir} is a {run_model} run; leave --model out to resume it")
     run_data = registry.data_name_of(registry.class_path_of(config, "data") or "?")
@@ -183,12 +182,12 @@ def main(argv: list[str]) -> int:
     try:
         model = ns.model
         if not model and ns.resume not in (None, "auto"):
-            run_dir = run_dir_of(ns.resume)
-            model = registry.model_name_of(registry.class_path_of(saved_config(run_dir), "model") or "?")
+            model = model_of(saved_config(runs.run_dir_of(Path(ns.resume))))
         if not model:
             raise FrontEndError(f"--model is required; valid choices: {', '.join(registry.model_names())}")
         registry.model_config(model)
-        data = registry.data_config(ns.data).stem if ns.data else registry.default_data_of(model)
+        asked_data = registry.data_config(ns.data).stem if ns.data else None
+        data = asked_data or registry.default_data_of(model)
         check_pass_through(rest)
         run_dir, ckpt = resolve_run(model, data, ns.resume)
         # a resumed run continues with the config it saved, not with whatever the registry holds now
@@ -196,7 +195,7 @@ def main(argv: list[str]) -> int:
         logger = ns.logger or "wandb"
         if resumed:
             config = saved_config(run_dir)
-            data = check_same_run(config, run_dir, model, registry.data_config(ns.data).stem if ns.data else None)
+            data = check_same_run(config, run_dir, model, asked_data)
             logger = ns.logger or logger_of(config)
         args = cli_arguments(ns, model, data, logger, run_dir, rest, resumed)
     except (registry.ChoiceError, FrontEndError) as err:

@@ -74,24 +74,26 @@ def class_path_of(entry: dict, key: str) -> str | None:
 def default_data_of(model: str) -> str:
     """The data set a model trains on when ``--data`` is not given, found by its class path."""
     wanted = class_path_of(load_yaml(model_config(model)), "data")
-    for name in data_names():
-        if class_path_of(load_yaml(CONFIG_DIR / "data" / f"{name}.yaml"), "data") == wanted:
-            return name
-    raise ChoiceError(f"configs/model/{model}.yaml names data class '{wanted}', which no configs/data/*.yaml registers")
+    if (name := _registered_name("data", wanted)) is None:
+        raise ChoiceError(
+            f"configs/model/{model}.yaml names data class '{wanted}', which no configs/data/*.yaml registers"
+        )
+    return name
 
 
-def _name_of(kind: str, class_path: str) -> str:
+def _registered_name(kind: str, class_path: str | None) -> str | None:
+    """The name of the ``configs/<kind>/<name>.yaml`` that registers ``class_path``, if any."""
     for name in _names(kind):
         if class_path_of(load_yaml(CONFIG_DIR / kind / f"{name}.yaml"), kind) == class_path:
             return name
-    return class_path.rpartition(".")[2]
+    return None
 
 
 def model_name_of(class_path: str) -> str:
     """The registry name whose YAML names model ``class_path`` (the class name itself if none does)."""
-    return _name_of("model", class_path)
+    return _registered_name("model", class_path) or class_path.rpartition(".")[2]
 
 
 def data_name_of(class_path: str) -> str:
     """The registry name whose YAML names data ``class_path`` (the class name itself if none does)."""
-    return _name_of("data", class_path)
+    return _registered_name("data", class_path) or class_path.rpartition(".")[2]

@@ -59,6 +59,11 @@ def newest_resumable(model: str) -> Path | None:
     return None
 
 
+def run_dir_of(path: Path) -> Path:
+    """The run directory of ``runs/<run>/checkpoints/x.ckpt``, or ``path`` itself when it is not a file."""
+    return path.parent.parent if path.is_file() else path
+
+
 def resolve_run(spec: str) -> Path:
     """A run directory from ``last``, a run name, a run directory or a checkpoint path."""
     if spec == "last":
@@ -68,7 +73,7 @@ def resolve_run(spec: str) -> Path:
         return runs[-1]
     path = Path(spec)
     if path.is_file():  # runs/<run>/checkpoints/x.ckpt
-        return path.parent.parent
+        return run_dir_of(path)
     for candidate in (path, runs_root() / spec):
         if (candidate / CONFIG_NAME).is_file():
             return candidate
