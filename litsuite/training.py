@@ -28,6 +28,16 @@ def _fail(message: str, run_dir: Path, fresh: bool) -> int:
     return 1
 
 
+def _leave_process_group() -> None:
+    """Shut this rank's side of DDP down after a stop every rank agreed on. Left to interpreter exit,
+    gloo's threads can outlive it once the other ranks are gone and abort the process (SIGABRT,
+    "terminate called without an active exception"), replacing the exit code with -6."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def describe_scale(cli: SuiteCLI) -> str:
     """One line on the effective batch size: per-device batch × devices × nodes × accumulation."""
     trainer = cli.trainer
@@ -65,8 +75,10 @@ def fit(args: list[str], model_class_path: str, run_dir: Path, ckpt: Path | None
         trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=str(ckpt) if ckpt else None)
     except TrainingStopped as stop:  # the handler has said what happened
         finish_wandb(trainer)
+        _leave_process_group()
         return stop.exit_code if trainer.is_global_zero else 0
     except NonFiniteLossError as err:
+        _leave_process_group()
         return _fail(str(err), run_dir, fresh) if trainer.is_global_zero else 0
     except Exception as err:
         if (message := describe_failure(err)) is None:
