@@ -29,12 +29,13 @@ def _fail(message: str, run_dir: Path, fresh: bool) -> int:
 
 
 def _leave_process_group() -> None:
-    """Shut this rank's side of DDP down after a stop every rank agreed on. Left to interpreter exit,
-    gloo's threads can outlive it once the other ranks are gone and abort the process (SIGABRT,
-    "terminate called without an active exception"), replacing the exit code with -6."""
+    """Shut DDP down on every rank together after a stop every rank agreed on. A rank that tears its
+    gloo connections down while another still uses them can abort (SIGABRT, "terminate called
+    without an active exception"), replacing the exit code with -6; the barrier orders it."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -51,6 +51,7 @@ def _rank_gradients(rank, world, port, factory, loss_fn, batch, out):
         ddp(batch.chunk(world)[rank]).backward()  # DDP averages the gradients of the equal shards
         if rank == 0:
             out.update({n: p.grad.clone() for n, p in ddp.module.model.named_parameters()})
+        dist.barrier()  # tear down together: a rank leaving while the other still talks can abort in gloo
     finally:
         dist.destroy_process_group()
 
