@@ -13,6 +13,9 @@ from torchmetrics import MeanSquaredError
 
 from lit_modules.components.linear_autoencoder import LinearAutoencoder
 from lit_modules.components.subspace import SVD_METHODS, principal_angles, project, top_right_singular_vectors
+from optimizers.gauss_newton import LinearAEGaussNewton, SVRGSnapshot, code_covariance
+
+OPTIMIZERS = ("gauss_newton", "adam")
 
 
 class LinearAE(LightningModule):
@@ -28,8 +31,13 @@ class LinearAE(LightningModule):
         input_shape: shape of one sample, linked from the data module; flattened to n features.
         k: the main code size; its error ratio is the monitored ``val/error_ratio``.
         sweep: further code sizes trained alongside, for the error-ratio-versus-k report.
-        lr: Adam learning rate.
-        lr_min_factor: the cosine schedule ends at ``lr * lr_min_factor``.
+        optimizer: ``gauss_newton`` (:class:`optimizers.gauss_newton.LinearAEGaussNewton`: Gauss–Newton
+            steps with SVRG and momentum, constant ``lr``) or ``adam`` (cosine schedule). Adam finds
+            the reconstruction error quickly but the subspace only slowly where σ_k ≈ σ_{k+1}
+            (see the optimiser's docstring); Gauss–Newton resolves such near-ties in a few epochs.
+        lr: step size (Gauss–Newton: η, about 0.1; Adam: its learning rate, about 1e-3).
+        momentum: Gauss–Newton's heavy-ball momentum.
+        lr_min_factor: Adam's cosine schedule ends at ``lr * lr_min_factor``.
         svd_method: ``full`` (``torch.linalg.svd``) or ``lowrank`` (``torch.svd_lowrank``) for the baseline.
     """
 
@@ -47,13 +55,17 @@ class LinearAE(LightningModule):
         input_shape: tuple[int, ...] = (1, 8, 8),
         k: int = 16,
         sweep: tuple[int, ...] = (4, 8, 16, 64),
-        lr: float = 2e-3,
+        optimizer: str = "gauss_newton",
+        lr: float = 0.1,
+        momentum: float = 0.9,
         lr_min_factor: float = 0.01,
         svd_method: str = "full",
     ) -> None:
         super().__init__()
         if svd_method not in SVD_METHODS:
             raise ValueError(f"svd_method must be one of {SVD_METHODS}, got '{svd_method}'")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got '{optimizer}'")
         self.save_hyperparameters()
         n = math.prod(input_shape)
         if not 0 < k <= n:
@@ -63,6 +75,9 @@ class LinearAE(LightningModule):
         self.register_buffer("singular_vectors", torch.zeros(n, max(self.ks)))
         self.register_buffer("singular_values", torch.zeros(min(n, max(self.ks) + 1)))
         self.register_buffer("baseline_ready", torch.tensor(False))
+        if optimizer == "gauss_newton":
+            self.snapshots = nn.ModuleDict({str(s): SVRGSnapshot(n, s) for s in self.ks})
+            self.register_buffer("snapshot_epoch", torch.tensor(-1))
         self.mse = nn.ModuleDict(
             {
                 f"{stage}_{kind}_{s}": MeanSquaredError()
@@ -93,13 +108,64 @@ class LinearAE(LightningModule):
         if not self.baseline_ready:
             self.fit_svd_baseline(self.trainer.datamodule.train_dataloader())
 
+    @property
+    def uses_gauss_newton(self) -> bool:
+        return self.hparams.optimizer == "gauss_newton"
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Checkpoints written before the Gauss–Newton optimiser existed hold no SVRG snapshot: start
+        # from an empty one (refreshed at the next epoch start) rather than refuse to load them.
+        state = checkpoint.get("state_dict", {})
+        for name, value in self.state_dict().items():
+            if name.startswith(("snapshots.", "snapshot_epoch")):
+                state.setdefault(name, value)
+
+    def on_train_epoch_start(self) -> None:
+        # SVRG snapshot at every epoch start; a run resumed mid-epoch keeps the one in its checkpoint.
+        if self.uses_gauss_newton and int(self.snapshot_epoch) != self.current_epoch:
+            self.refresh_snapshots(self.trainer.datamodule.train_dataloader())
+
+    @torch.no_grad()
+    def refresh_snapshots(self, dataloader) -> None:
+        """Snapshot every autoencoder and its full-data gradient; under DDP rank zero's result is broadcast."""
+        batches = [batch[0].flatten(1).to(self.device) for batch in dataloader]
+        for s, ae in self.autoencoders.items():
+            snapshot = self.snapshots[s]
+            snapshot.refresh(ae.encoder, ae.decoder, batches)
+            if self._trainer is not None:
+                snapshot.gradient.copy_(self.trainer.strategy.broadcast(snapshot.gradient))
+        self.snapshot_epoch.fill_(self.current_epoch if self._trainer is not None else 0)
+
+    def training_losses(self, x: torch.Tensor) -> tuple[dict[int, torch.Tensor], torch.Tensor, list[torch.Tensor]]:
+        """Per-k mean squared errors, the loss to differentiate and (Gauss–Newton) the batch code covariances.
+
+        Under Gauss–Newton the loss also holds ⟨D, (2/n)(g̃ − ∇_batch(C̃, D̃))⟩ per autoencoder, so that the
+        decoder's gradient is the SVRG estimate and data parallelism averages it like any gradient.
+
+        Shape:
+            x: (b, n).
+        """
+        losses, total, covariances = {}, x.new_zeros(()), []
+        for s, ae in self.autoencoders.items():
+            codes = ae.encode(x)
+            losses[int(s)] = nn.functional.mse_loss(codes @ ae.decoder, x)
+            total = total + losses[int(s)]
+            if self.uses_gauss_newton:
+                control = self.snapshots[s].control_variate(x) * (2.0 / x.shape[1])
+                total = total + (ae.decoder * control).sum()
+                covariances.append(code_covariance(codes.detach()))
+        return losses, total, covariances
+
     def training_step(self, batch, batch_idx):
-        x = batch[0].flatten(1)
-        losses = {
-            s: nn.functional.mse_loss(ae(x), x) for s, ae in ((int(s), ae) for s, ae in self.autoencoders.items())
-        }
+        losses, total, covariances = self.training_losses(batch[0].flatten(1))
+        if covariances:
+            # The preconditioner must be the same on every rank, like the averaged gradients: one all-reduce.
+            flat = self.trainer.strategy.reduce(torch.cat([c.flatten() for c in covariances]), reduce_op="mean")
+            optimizer = self.optimizers(use_pl_optimizer=False)
+            for ae, cov in zip(self.autoencoders.values(), flat.split([ae.k**2 for ae in self.autoencoders.values()])):
+                optimizer.observe(ae.decoder, cov.view(ae.k, ae.k))
         self.log("train/loss", losses[self.hparams.k], prog_bar=True)
-        return torch.stack(list(losses.values())).sum()
+        return total
 
     def _evaluate(self, batch, stage: str) -> None:
         x = batch[0].flatten(1)
@@ -144,6 +210,9 @@ class LinearAE(LightningModule):
         self._log_epoch("test")
 
     def configure_optimizers(self):
+        if self.uses_gauss_newton:
+            pairs = [(ae.encoder, ae.decoder) for ae in self.autoencoders.values()]
+            return LinearAEGaussNewton(pairs, lr=self.hparams.lr, momentum=self.hparams.momentum)
         optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
         total = self.trainer.estimated_stepping_batches
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(

@@ -24,7 +24,9 @@ def extend_report(report: Report, ctx: EvalContext) -> None:
         f"({model.hparams.svd_method}); the angle is between span(decoderᵀ) and that subspace. "
         "Eckart–Young: the ratio cannot go below 1 on the training data, and tends to 1 as the AE converges. "
         "The angle converges at a rate set by the spectral gap: where σ_k ≈ σ_{k+1} the loss barely depends on "
-        "which of the two directions the AE keeps, so a small error ratio can coexist with a large angle.",
+        "which of the two directions the AE keeps, so a small error ratio can coexist with a large angle. "
+        f"Optimiser: {model.hparams.optimizer} (Gauss–Newton resolves near-ties in a few epochs; first-order "
+        "methods need a number of steps ∝ σ_1² / (σ_k² − σ_{k+1}²)).",
     )
     fig = Figure(figsize=(9, 3.2))
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)

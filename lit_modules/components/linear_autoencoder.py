@@ -28,8 +28,12 @@ class LinearAutoencoder(nn.Module):
     def k(self) -> int:
         return self.encoder.shape[1]
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The code z = x C, shape (b, k)."""
+        return x @ self.encoder
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x @ self.encoder) @ self.decoder
+        return self.encode(x) @ self.decoder
 
     def decoder_basis(self) -> torch.Tensor:
         """The spanning set Dᵀ (n×k) of the reconstructions' subspace."""
