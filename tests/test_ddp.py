@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -100,3 +101,27 @@ def test_two_process_cpu_ddp_training_run():
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert output.count("run directory:") == 1  # rank zero speaks; both ranks share one directory
     assert "effective batch 64" in output  # 32 per device (linear_ae.yaml) × 2 processes
+
+
+def test_two_process_gauss_newton_run_equals_one_process_with_the_same_global_batch():
+    """linear_ae's Gauss–Newton steps share the code covariances and SVRG snapshots across ranks like the
+    gradients: 2 ranks × 16 samples end with the weights of 1 process × 32, step for step."""
+    common = ("--model", "linear_ae", "--data", "synthetic", "--logger", "none", "--trainer.max_epochs", "2",
+              "--data.init_args.num_samples", "320", *FAST,  # 256 training samples: 8 equal global batches
+              "--model.k", "4", "--model.sweep", "[2]")  # within the data's rank 6: well-conditioned steps
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = run_script("train.py", *common, "--data.init_args.batch_size", "32",
+                        env={**env, "LITSUITE_RUNS_DIR": "single"}, timeout=600)
+    assert single.returncode == 0, (single.stdout + single.stderr)[-3000:]
+    ddp = run_script("train.py", *common, "--devices", "2", "--data.init_args.batch_size", "16",
+                     env={**env, "LITSUITE_RUNS_DIR": "ddp"}, timeout=600)
+    assert ddp.returncode == 0, (ddp.stdout + ddp.stderr)[-3000:]
+    states = [
+        torch.load(only_run(Path(root)) / "checkpoints" / "last.ckpt", weights_only=False)
+        for root in ("single", "ddp")
+    ]
+    assert states[0]["global_step"] == states[1]["global_step"] == 16
+    weights = [name for name in states[0]["state_dict"] if name.startswith("autoencoders.")]
+    assert weights
+    for name in weights:
+        torch.testing.assert_close(states[1]["state_dict"][name], states[0]["state_dict"][name], rtol=1e-4, atol=1e-5)
