@@ -78,6 +78,11 @@ class LinearAE(LightningModule):
         if optimizer == "gauss_newton":
             self.snapshots = nn.ModuleDict({str(s): SVRGSnapshot(n, s) for s in self.ks})
             self.register_buffer("snapshot_epoch", torch.tensor(-1))
+            # The encoder's Gauss–Newton step needs no gradient: skip its half of the backward pass
+            # and of DDP's all-reduce. (DDP still broadcasts it at the start; every rank then takes
+            # the same data-free step from the same averaged decoder.)
+            for ae in self.autoencoders.values():
+                ae.encoder.requires_grad_(False)
         self.mse = nn.ModuleDict(
             {
                 f"{stage}_{kind}_{s}": MeanSquaredError()

@@ -30,7 +30,7 @@ def make_linear_ae():
     from lit_modules.linear_ae import LinearAE
 
     torch.manual_seed(0)
-    return LinearAE(input_shape=(1, 8, 8), k=8, sweep=(4,))
+    return LinearAE(input_shape=(1, 8, 8), k=8, sweep=(4,), optimizer="adam")  # every parameter has a gradient
 
 
 class LossOf(torch.nn.Module):
