@@ -87,8 +87,7 @@ def gauss_newton_trainer(x: torch.Tensor, k: int, epochs: int):
         module.refresh_snapshots([(chunk,) for chunk in x.split(1024)])
 
     def step(batch: torch.Tensor) -> None:
-        _, loss, (code_cov,) = module.training_losses(batch)
-        optimizer.observe(ae.decoder, code_cov)
+        _, loss = module.training_losses(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -78,6 +78,8 @@ class LinearAE(LightningModule):
         if optimizer == "gauss_newton":
             self.snapshots = nn.ModuleDict({str(s): SVRGSnapshot(n, s) for s in self.ks})
             self.register_buffer("snapshot_epoch", torch.tensor(-1))
+            # Zero k×k parameters whose gradients are the batches' code covariances (optimizers/gauss_newton.py).
+            self.covariance_probes = nn.ParameterDict({str(s): nn.Parameter(torch.zeros(s, s)) for s in self.ks})
             # The encoder's Gauss–Newton step needs no gradient: skip its half of the backward pass
             # and of DDP's all-reduce. (DDP still broadcasts it at the start; every rank then takes
             # the same data-free step from the same averaged decoder.)
@@ -122,7 +124,7 @@ class LinearAE(LightningModule):
         # from an empty one (refreshed at the next epoch start) rather than refuse to load them.
         state = checkpoint.get("state_dict", {})
         for name, value in self.state_dict().items():
-            if name.startswith(("snapshots.", "snapshot_epoch")):
+            if name.startswith(("snapshots.", "snapshot_epoch", "covariance_probes.")):
                 state.setdefault(name, value)
 
     def on_train_epoch_start(self) -> None:
@@ -141,34 +143,40 @@ class LinearAE(LightningModule):
                 snapshot.gradient.copy_(self.trainer.strategy.broadcast(snapshot.gradient))
         self.snapshot_epoch.fill_(self.current_epoch if self._trainer is not None else 0)
 
-    def training_losses(self, x: torch.Tensor) -> tuple[dict[int, torch.Tensor], torch.Tensor, list[torch.Tensor]]:
-        """Per-k mean squared errors, the loss to differentiate and (Gauss–Newton) the batch code covariances.
+    def training_losses(self, x: torch.Tensor) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+        """Per-k mean squared errors, and the loss to differentiate.
 
-        Under Gauss–Newton the loss also holds ⟨D, (2/n)(g̃ − ∇_batch(C̃, D̃))⟩ per autoencoder, so that the
-        decoder's gradient is the SVRG estimate and data parallelism averages it like any gradient.
+        Under Gauss–Newton the loss also holds, per autoencoder, ⟨D, (2/n)(g̃ − ∇_batch(C̃, D̃))⟩, so
+        that the decoder's gradient is the SVRG estimate, and ⟨P₀, A_batch⟩ with the zero covariance
+        probe P₀, whose gradient hands the batch code covariance to the optimiser. Neither changes
+        the loss's value beyond the control term; data parallelism averages both gradients.
 
         Shape:
             x: (b, n).
         """
-        losses, total, covariances = {}, x.new_zeros(()), []
+        losses, total = {}, x.new_zeros(())
         for s, ae in self.autoencoders.items():
             codes = ae.encode(x)
             losses[int(s)] = nn.functional.mse_loss(codes @ ae.decoder, x)
             total = total + losses[int(s)]
             if self.uses_gauss_newton:
                 control = self.snapshots[s].control_variate(x) * (2.0 / x.shape[1])
-                total = total + (ae.decoder * control).sum()
-                covariances.append(code_covariance(codes.detach()))
-        return losses, total, covariances
+                probe = self.covariance_probes[s]
+                total = total + (ae.decoder * control).sum() + (probe * code_covariance(codes.detach())).sum()
+        return losses, total
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        if not self.uses_gauss_newton:
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        if gradient_clip_val:  # the decoders' gradients only: the probes' are covariances, not steps
+            decoders = [ae.decoder for ae in self.autoencoders.values()]
+            if gradient_clip_algorithm == "value":
+                nn.utils.clip_grad_value_(decoders, gradient_clip_val)
+            else:
+                nn.utils.clip_grad_norm_(decoders, gradient_clip_val)
 
     def training_step(self, batch, batch_idx):
-        losses, total, covariances = self.training_losses(batch[0].flatten(1))
-        if covariances:
-            # The preconditioner must be the same on every rank, like the averaged gradients: one all-reduce.
-            flat = self.trainer.strategy.reduce(torch.cat([c.flatten() for c in covariances]), reduce_op="mean")
-            optimizer = self.optimizers(use_pl_optimizer=False)
-            for ae, cov in zip(self.autoencoders.values(), flat.split([ae.k**2 for ae in self.autoencoders.values()])):
-                optimizer.observe(ae.decoder, cov.view(ae.k, ae.k))
+        losses, total = self.training_losses(batch[0].flatten(1))
         self.log("train/loss", losses[self.hparams.k], prog_bar=True)
         return total
 
@@ -216,8 +224,8 @@ class LinearAE(LightningModule):
 
     def configure_optimizers(self):
         if self.uses_gauss_newton:
-            pairs = [(ae.encoder, ae.decoder) for ae in self.autoencoders.values()]
-            return LinearAEGaussNewton(pairs, lr=self.hparams.lr, momentum=self.hparams.momentum)
+            triples = [(ae.encoder, ae.decoder, self.covariance_probes[s]) for s, ae in self.autoencoders.items()]
+            return LinearAEGaussNewton(triples, lr=self.hparams.lr, momentum=self.hparams.momentum)
         optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
         total = self.trainer.estimated_stepping_batches
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(

@@ -19,7 +19,11 @@ Alternating full steps are subspace iteration on Σ: the slow direction now cont
 λ_{k+1} / λ_k per step instead of by 1 − η(λ_k − λ_{k+1}).
 
 Mini-batches. A is estimated by an exponential moving average of the batches' code covariances
-(a preconditioner needs no more). The decoder gradient is variance-reduced (SVRG, Johnson & Zhang
+(a preconditioner needs no more). Each batch's A_batch reaches the optimiser as the gradient of a
+*covariance probe*: a k×k parameter P₀ that stays zero and enters the loss as ⟨P₀, A_batch⟩. The
+term adds nothing to the loss, its gradient is A_batch, and data parallelism averages it over the
+ranks in the same all-reduce as the decoder's gradient (no collective of its own), as gradient
+accumulation averages it over micro-batches. The decoder gradient is variance-reduced (SVRG, Johnson & Zhang
 2013): with a snapshot (C̃, D̃) and its full-data gradient g̃ taken at every epoch start,
 v = ∇_batch(C, D) − ∇_batch(C̃, D̃) + g̃, which is unbiased and whose noise vanishes as (C, D)
 approaches the snapshot; without it, the batch noise in the slow direction (≈ λ_k / √b) is far
@@ -40,12 +44,14 @@ ENCODER_DAMPING = 1e-6
 
 
 def code_covariance(codes: torch.Tensor) -> torch.Tensor:
-    """A_batch = zᵀ z / b, the batch estimate of Cᵀ Σ C.
+    """A_batch = zᵀ z / b, the batch estimate of Cᵀ Σ C, in float32 at least (it is solved against).
 
     Shape:
         codes: (b, k), z = x C. Returns (k, k).
     """
-    return codes.T @ codes / codes.shape[0]
+    codes = codes.to(torch.promote_types(codes.dtype, torch.float32))
+    with torch.autocast(codes.device.type, enabled=False):
+        return codes.T @ codes / codes.shape[0]
 
 
 def decoder_gradient(inputs: torch.Tensor, encoder: torch.Tensor, decoder: torch.Tensor) -> torch.Tensor:
@@ -89,21 +95,20 @@ def encoder_direction(encoder: torch.Tensor, decoder: torch.Tensor, damping: flo
 
 
 class LinearAEGaussNewton(torch.optim.Optimizer):
-    """Gauss–Newton steps for (encoder, decoder) pairs of linear autoencoders; see the module docstring.
+    """Gauss–Newton steps for linear autoencoders' (encoder, decoder, covariance probe); see the module docstring.
 
-    Per pair and step, with v the decoder's gradient in units of (A D − B) (``decoder.grad · n/2``;
-    the SVRG control variate is expected to be in it already):
+    Per autoencoder and step, with v the decoder's gradient in units of (A D − B) (``decoder.grad · n/2``;
+    the SVRG control variate is expected to be in it already) and A_batch the probe's gradient:
 
-        P ← ρ P + (1 − ρ) A_batch           (A_batch handed in by :meth:`observe`)
+        P ← ρ P + (1 − ρ) A_batch
         u ← μ u + (P + δ)⁻¹ v
         D ← D − η u
         C ← C − η (C − Dᵀ (D Dᵀ + δ_C)⁻¹)      (δ_C = ``ENCODER_DAMPING``)
 
-    The encoder's own gradient is not used. Under data parallelism A_batch must be the mean over
-    the ranks (as the gradients are), or the replicas drift apart.
+    The encoder needs no gradient, and the probe is never changed.
 
     Args:
-        pairs: (encoder C of shape (n, k), decoder D of shape (k, n)) per autoencoder.
+        triples: (encoder C of shape (n, k), decoder D of shape (k, n), probe of shape (k, k)) per autoencoder.
         lr: η; 1 with no momentum is a full step.
         momentum: μ, heavy-ball momentum of the decoder step.
         ema: ρ, decay of the moving average of the code covariance.
@@ -112,7 +117,7 @@ class LinearAEGaussNewton(torch.optim.Optimizer):
 
     def __init__(
         self,
-        pairs: Sequence[tuple[nn.Parameter, nn.Parameter]],
+        triples: Sequence[tuple[nn.Parameter, nn.Parameter, nn.Parameter]],
         lr: float = 0.1,
         momentum: float = 0.9,
         ema: float = 0.99,
@@ -124,26 +129,13 @@ class LinearAEGaussNewton(torch.optim.Optimizer):
             raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
         if not 0.0 <= ema < 1.0:
             raise ValueError(f"ema must lie in [0, 1), got {ema}")
-        for encoder, decoder in pairs:
-            if encoder.dim() != 2 or decoder.shape != encoder.T.shape:
-                raise ValueError(f"expected an encoder (n, k) and a decoder (k, n), got {tuple(encoder.shape)} "
-                                 f"and {tuple(decoder.shape)}")
+        for encoder, decoder, probe in triples:
+            k = encoder.shape[-1]
+            if encoder.dim() != 2 or decoder.shape != encoder.T.shape or probe.shape != (k, k):
+                raise ValueError(f"expected an encoder (n, k), a decoder (k, n) and a probe (k, k), got "
+                                 f"{tuple(encoder.shape)}, {tuple(decoder.shape)} and {tuple(probe.shape)}")
         defaults = {"lr": lr, "momentum": momentum, "ema": ema, "damping": damping}
-        super().__init__([{"params": [encoder, decoder]} for encoder, decoder in pairs], defaults)
-
-    @torch.no_grad()
-    def observe(self, decoder: torch.Tensor, code_cov: torch.Tensor) -> None:
-        """Hand in one batch's code covariance A_batch for the pair whose decoder is ``decoder``.
-
-        Called once per forward pass; with gradient accumulation the batches of one step are averaged.
-        """
-        state = self.state[decoder]
-        if "pending" in state:
-            state["pending"] += code_cov
-            state["pending_count"] += 1
-        else:
-            state["pending"] = code_cov.detach().clone()
-            state["pending_count"] = 1
+        super().__init__([{"params": list(triple)} for triple in triples], defaults)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -152,17 +144,18 @@ class LinearAEGaussNewton(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            encoder, decoder = group["params"]
+            encoder, decoder, probe = group["params"]
             if decoder.grad is None:
                 continue
+            if probe.grad is None:
+                raise RuntimeError("the covariance probe has no gradient: add <probe, A_batch> to the loss "
+                                   "(see LinearAE.training_losses)")
             state = self.state[decoder]
-            if "pending" not in state:
-                raise RuntimeError("LinearAEGaussNewton.step() needs the batch's code covariance: call observe() first")
-            batch_cov = state.pop("pending") / state.pop("pending_count")
+            batch_cov = probe.grad.to(decoder.dtype)
             if "code_cov" in state:
                 state["code_cov"].mul_(group["ema"]).add_(batch_cov, alpha=1 - group["ema"])
             else:
-                state["code_cov"] = batch_cov
+                state["code_cov"] = batch_cov.clone()
             gradient = decoder.grad * (decoder.shape[1] / 2)
             direction = decoder_direction(state["code_cov"], gradient, group["damping"])
             if "momentum_buffer" in state:

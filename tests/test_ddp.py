@@ -104,8 +104,9 @@ def test_two_process_cpu_ddp_training_run():
 
 
 def test_two_process_gauss_newton_run_equals_one_process_with_the_same_global_batch():
-    """linear_ae's Gauss–Newton steps share the code covariances and SVRG snapshots across ranks like the
-    gradients: 2 ranks × 16 samples end with the weights of 1 process × 32, step for step."""
+    """linear_ae's Gauss–Newton steps: the batch code covariances travel as gradients (of the covariance
+    probes), the SVRG snapshot is taken over the whole training set and broadcast, the encoder step is
+    data-free: 2 ranks × 16 samples end with the weights of 1 process × 32, step for step."""
     common = ("--model", "linear_ae", "--data", "synthetic", "--logger", "none", "--trainer.max_epochs", "2",
               "--data.init_args.num_samples", "320", *FAST,  # 256 training samples: 8 equal global batches
               "--model.k", "4", "--model.sweep", "[2]")  # within the data's rank 6: well-conditioned steps

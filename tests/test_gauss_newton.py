@@ -67,24 +67,27 @@ def test_at_the_snapshot_the_variance_reduced_gradient_is_the_full_data_gradient
     full = decoder_gradient(x, ae.encoder.detach(), ae.decoder.detach())
     for batch in (x[:8], x[50:90]):
         module.zero_grad()
-        _, total, covariances = module.training_losses(batch)
+        losses, total = module.training_losses(batch)
         total.backward()
         torch.testing.assert_close(ae.decoder.grad * 16 / 2, full, rtol=1e-4, atol=1e-6)
-        assert len(covariances) == 2 and covariances[-1].shape == (4, 4)
+        codes = batch @ ae.encoder
+        torch.testing.assert_close(module.covariance_probes["4"].grad, codes.T @ codes / len(batch))
+        assert ae.encoder.grad is None  # its Gauss–Newton step needs none
     plain = decoder_gradient(x[:8], ae.encoder.detach(), ae.decoder.detach())
     assert not torch.allclose(plain, full, atol=1e-3)  # the batch alone is a noisy estimate
 
 
 def test_step_needs_the_code_covariance_and_rejects_bad_settings():
     encoder, decoder = torch.nn.Parameter(torch.randn(6, 2)), torch.nn.Parameter(torch.randn(2, 6))
-    optimizer = LinearAEGaussNewton([(encoder, decoder)])
+    probe = torch.nn.Parameter(torch.zeros(2, 2))
+    optimizer = LinearAEGaussNewton([(encoder, decoder, probe)])
     decoder.grad = torch.zeros_like(decoder)
-    with pytest.raises(RuntimeError, match="call observe"):
+    with pytest.raises(RuntimeError, match="covariance probe has no gradient"):
         optimizer.step()
     with pytest.raises(ValueError, match="momentum"):
-        LinearAEGaussNewton([(encoder, decoder)], momentum=1.0)
-    with pytest.raises(ValueError, match=r"encoder \(n, k\) and a decoder \(k, n\)"):
-        LinearAEGaussNewton([(encoder, torch.nn.Parameter(torch.randn(6, 2)))])
+        LinearAEGaussNewton([(encoder, decoder, probe)], momentum=1.0)
+    with pytest.raises(ValueError, match=r"encoder \(n, k\), a decoder \(k, n\) and a probe \(k, k\)"):
+        LinearAEGaussNewton([(encoder, torch.nn.Parameter(torch.randn(6, 2)), probe)])
     with pytest.raises(ValueError, match="at least one training batch"):
         SVRGSnapshot(6, 2).refresh(encoder.detach(), decoder.detach(), [])
     from lit_modules.linear_ae import LinearAE
