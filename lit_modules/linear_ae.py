@@ -13,6 +13,7 @@ from torchmetrics import MeanSquaredError
 
 from lit_modules.components.linear_autoencoder import LinearAutoencoder
 from lit_modules.components.subspace import SVD_METHODS, principal_angles, project, top_right_singular_vectors
+from litsuite.checkpoint_io import CheckpointMismatch
 from optimizers.gauss_newton import LinearAEGaussNewton, SVRGSnapshot, code_covariance
 
 OPTIMIZERS = ("gauss_newton", "adam")
@@ -122,6 +123,13 @@ class LinearAE(LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Checkpoints written before the Gauss–Newton optimiser existed hold no SVRG snapshot: start
         # from an empty one (refreshed at the next epoch start) rather than refuse to load them.
+        trained_with = checkpoint.get("hyper_parameters", {}).get("optimizer", "adam")  # older runs: Adam
+        resuming = self._trainer is not None and self.trainer.training and "optimizer_states" in checkpoint
+        if resuming and trained_with != self.hparams.optimizer:
+            raise CheckpointMismatch(
+                f"this checkpoint was trained with --model.optimizer {trained_with}, whose state does not fit "
+                f"{self.hparams.optimizer}: resume it with --model.optimizer {trained_with}"
+            )
         state = checkpoint.get("state_dict", {})
         for name, value in self.state_dict().items():
             if name.startswith(("snapshots.", "snapshot_epoch", "covariance_probes.")):

@@ -71,6 +71,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         _fsync_directory(target.parent)
 
 
+class CheckpointMismatch(ValueError):
+    """A checkpoint that loads but does not fit the settings it is resumed with; the message names the fix.
+
+    Raised by a model's ``on_load_checkpoint``; ``train.py`` reports it in one line.
+    """
+
+
 def checkpoint_problem(path: Path) -> str | None:
     """Why ``path`` cannot be resumed or evaluated from, in one line; None when it loads.
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from lightning.pytorch.utilities import rank_zero_info
 
 from datamodules.base import DataError
-from litsuite.checkpoint_io import checkpoint_problem
+from litsuite import runs
+from litsuite.checkpoint_io import CheckpointMismatch, checkpoint_problem
 from litsuite.cli import ConfigError, SuiteCLI, one_line
 from litsuite.guards import NonFiniteLossError, describe_failure
 from litsuite.loggers import finish_wandb
@@ -26,6 +27,12 @@ def _fail(message: str, run_dir: Path, fresh: bool) -> int:
     if fresh and _local_rank() == 0 and run_dir.is_dir() and not any(run_dir.glob("checkpoints/*.ckpt")):
         shutil.rmtree(run_dir, ignore_errors=True)
     return 1
+
+
+def _restore(path: Path, content: bytes | None) -> None:
+    """Put back a file as it was before this attempt (rank zero only; nothing if it did not exist)."""
+    if content is not None and _local_rank() == 0:
+        path.write_bytes(content)
 
 
 def _leave_process_group() -> None:
@@ -60,6 +67,10 @@ def fit(args: list[str], model_class_path: str, run_dir: Path, ckpt: Path | None
     nor Lightning's child-process watcher kills rank zero before it has said why.
     """
     fresh = ckpt is None
+    # A resume saves its (possibly overridden) config over the run's before the checkpoint is read;
+    # if the checkpoint then refuses the new settings, the run must keep the config it was made with.
+    config_path = run_dir / runs.CONFIG_NAME
+    config_before = config_path.read_bytes() if not fresh and config_path.is_file() else None
     if ckpt is not None and (problem := checkpoint_problem(ckpt)):  # before anything is built or written
         return _fail(f"--resume: {problem}", run_dir, fresh=False)
     try:
@@ -81,6 +92,9 @@ def fit(args: list[str], model_class_path: str, run_dir: Path, ckpt: Path | None
     except NonFiniteLossError as err:
         _leave_process_group()
         return _fail(str(err), run_dir, fresh) if trainer.is_global_zero else 0
+    except CheckpointMismatch as err:
+        _restore(config_path, config_before)
+        return _fail(f"--resume: {err}", run_dir, fresh)
     except Exception as err:
         if (message := describe_failure(err)) is None:
             raise

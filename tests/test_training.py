@@ -179,3 +179,21 @@ def test_closing_wandb_after_its_service_died_is_one_line_and_happens_once(tmp_p
     monkeypatch.setattr(wandb, "teardown", lambda: torn.append(1) or (_ for _ in ()).throw(OSError("gone")))
     finish_wandb(SimpleNamespace(is_global_zero=True, loggers=[logger]), teardown=True)
     assert torn == [1]
+
+
+def test_resuming_with_another_linear_ae_optimizer_is_refused_in_one_line(monkeypatch, capsys):
+    """Adam's state does not fit Gauss–Newton's: say which --model.optimizer the run needs, not a traceback."""
+    monkeypatch.setenv("LITSUITE_RUNS_DIR", "runs")
+    first = ("--model", "linear_ae", "--data", "synthetic", "--logger", "csv", "--model.optimizer", "adam",
+             "--model.lr", "0.01", *FAST)
+    assert train(*first, "--trainer.max_epochs", "1") == 0
+    run = only_run(Path("runs"))
+    monkeypatch.delenv("LITSUITE_RUN_DIR", raising=False)
+    capsys.readouterr()
+    assert train("--resume", str(run), "--model.optimizer", "gauss_newton", "--trainer.max_epochs", "2") != 0
+    out = capsys.readouterr()
+    (line,) = [ln for ln in out.out.splitlines() if ln.startswith("train.py: error:")]
+    assert "trained with --model.optimizer adam" in line and "resume it with --model.optimizer adam" in line
+    assert "Traceback" not in out.out + out.err
+    assert "optimizer: adam" in (run / "config.yaml").read_text()  # the refused resume left the run's config
+    assert train("--resume", str(run), "--trainer.max_epochs", "2") == 0  # its own optimiser continues
