@@ -55,13 +55,15 @@ def code_covariance(codes: torch.Tensor) -> torch.Tensor:
 
 
 def decoder_gradient(inputs: torch.Tensor, encoder: torch.Tensor, decoder: torch.Tensor) -> torch.Tensor:
-    """(A D − B) over a batch: zᵀ (z D − x) / b with z = x C, i.e. (n/2) ∇_D of the mean squared error.
+    """(A D − B) over a batch: ((zᵀ z) D − zᵀ x) / b with z = x C, i.e. (n/2) ∇_D of the mean squared error.
+
+    Grouped so that only x C and zᵀ x touch all b·n entries (zᵀ (z D − x) would also form z D).
 
     Shape:
         inputs: (b, n); encoder: (n, k); decoder: (k, n). Returns (k, n).
     """
     codes = inputs @ encoder
-    return codes.T @ (codes @ decoder - inputs) / inputs.shape[0]
+    return ((codes.T @ codes) @ decoder - codes.T @ inputs) / inputs.shape[0]
 
 
 def damped(matrix: torch.Tensor, damping: float) -> torch.Tensor:
