@@ -133,6 +133,13 @@ def test_matrix_capsnet_size_error_suggests_settings_for_digits():
         MatrixCapsNet(input_shape=(1, 8, 8))
 
 
+def test_variance_floor_reaches_every_em_layer_and_must_be_positive():
+    model = MatrixCapsNet(input_shape=(1, 8, 8), variance_floor=0.01, **SMALL_EM, **EM_8X8)
+    assert [layer.eps for layer in model.routing_layers] == [0.01, 0.01, 0.01]
+    with pytest.raises(ValueError, match="variance_floor must be positive"):
+        MatrixCapsNet(input_shape=(1, 8, 8), variance_floor=0.0, **SMALL_EM, **EM_8X8)
+
+
 def test_spread_margin_rises_linearly_over_the_ramp():
     model = MatrixCapsNet(input_shape=(1, 8, 8), **SMALL_EM, **EM_8X8)
     assert [round(model.margin_at(s, 100), 6) for s in (0, 50, 100, 150)] == [0.2, 0.55, 0.9, 0.9]
