@@ -121,8 +121,6 @@ class LinearAE(LightningModule):
         return self.hparams.optimizer == "gauss_newton"
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # Checkpoints written before the Gauss–Newton optimiser existed hold no SVRG snapshot: start
-        # from an empty one (refreshed at the next epoch start) rather than refuse to load them.
         trained_with = checkpoint.get("hyper_parameters", {}).get("optimizer", "adam")  # older runs: Adam
         resuming = self._trainer is not None and self.trainer.training and "optimizer_states" in checkpoint
         if resuming and trained_with != self.hparams.optimizer:
@@ -130,6 +128,8 @@ class LinearAE(LightningModule):
                 f"this checkpoint was trained with --model.optimizer {trained_with}, whose state does not fit "
                 f"{self.hparams.optimizer}: resume it with --model.optimizer {trained_with}"
             )
+        # Checkpoints written before the Gauss–Newton optimiser existed hold no SVRG snapshot or probes:
+        # start from empty ones (refreshed at the next epoch start) rather than refuse to load them.
         state = checkpoint.get("state_dict", {})
         for name, value in self.state_dict().items():
             if name.startswith(("snapshots.", "snapshot_epoch", "covariance_probes.")):
