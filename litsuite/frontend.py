@@ -205,7 +205,7 @@ def main(argv: list[str]) -> int:
     notice = choose_wandb_mode(run_dir) if logger == "wandb" else None
     if notice and os.environ.get("SLURM_PROCID", "0") == "0":  # under srun every task runs this front end
         print(notice, flush=True)
-    class_path = registry.class_path_of(registry.load_yaml(registry.model_config(model)), "model")
+    class_path = registry.model_class_path(model)
 
     from litsuite.training import fit  # heavy imports start here
 

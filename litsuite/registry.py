@@ -71,6 +71,11 @@ def class_path_of(entry: dict, key: str) -> str | None:
     return section.get("class_path") if isinstance(section, dict) else None
 
 
+def model_class_path(model: str) -> str | None:
+    """The model class ``configs/model/<model>.yaml`` builds."""
+    return class_path_of(load_yaml(model_config(model)), "model")
+
+
 def default_data_of(model: str) -> str:
     """The data set a model trains on when ``--data`` is not given, found by its class path."""
     wanted = class_path_of(load_yaml(model_config(model)), "data")

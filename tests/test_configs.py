@@ -37,8 +37,9 @@ def test_recipe_command_builds_the_recipe(recipe, tmp_path, monkeypatch):
     assert f"configs/{recipe.name}" in ns.config
     data = registry.data_config(ns.data).stem if ns.data else registry.default_data_of(ns.model)
     args = frontend.cli_arguments(ns, ns.model, data, "none", tmp_path, rest, resumed=False)
-    model_class = registry.class_path_of(registry.load_yaml(registry.model_config(ns.model)), "model")
-    cli = SuiteCLI([*args, "--trainer.enable_progress_bar", "false"], model_class, save_config=False)
+    cli = SuiteCLI(
+        [*args, "--trainer.enable_progress_bar", "false"], registry.model_class_path(ns.model), save_config=False
+    )
 
     config = registry.load_yaml(recipe)
     for key, value in config.get("model", {}).get("init_args", {}).items():
@@ -47,5 +48,4 @@ def test_recipe_command_builds_the_recipe(recipe, tmp_path, monkeypatch):
         assert getattr(cli.datamodule, key) == value, f"{recipe.name}: data.{key}"
     for key, value in config.get("trainer", {}).items():
         assert getattr(cli.trainer, key) == value, f"{recipe.name}: trainer.{key}"
-    data_class = registry.class_path_of(registry.load_yaml(registry.data_config(data)), "data")
-    assert f"{type(cli.datamodule).__module__}.{type(cli.datamodule).__name__}" == data_class
+    assert registry.data_name_of(f"{type(cli.datamodule).__module__}.{type(cli.datamodule).__name__}") == data

@@ -127,12 +127,11 @@ def test_a_models_ddp_options_reach_the_ddp_strategy(model):
     config = registry.model_config(model)
     args = ["--config", str(registry.BASE_CONFIG), "--config", str(config), "--trainer.devices", "2",
             "--trainer.accelerator", "cpu", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
-    cli = SuiteCLI(args, registry.class_path_of(registry.load_yaml(config), "model"), save_config=False)
+    cli = SuiteCLI(args, registry.model_class_path(model), save_config=False)
     assert cli.trainer.strategy._ddp_kwargs == expected
     # a strategy configured with its own value keeps it
     own = json.dumps({"class_path": "lightning.pytorch.strategies.DDPStrategy", "init_args": {switch: True}})
-    cli = SuiteCLI([*args, "--trainer.strategy", own], registry.class_path_of(registry.load_yaml(config), "model"),
-                   save_config=False)
+    cli = SuiteCLI([*args, "--trainer.strategy", own], registry.model_class_path(model), save_config=False)
     assert cli.trainer.strategy._ddp_kwargs.get(switch, True) is True
 
 
