@@ -34,9 +34,7 @@ def noise_distribution(counts: torch.Tensor, power: float = 0.75) -> torch.Tenso
     return weights / total
 
 
-def negative_sampling_loss(
-    centre: torch.Tensor, context: torch.Tensor, negatives: torch.Tensor
-) -> torch.Tensor:
+def negative_sampling_loss(centre: torch.Tensor, context: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
     r"""Skip-gram negative-sampling loss per pair.
 
     .. math::
