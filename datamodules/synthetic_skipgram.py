@@ -54,16 +54,25 @@ class GroundTruthSkipGram:
     def sample_pairs(self, num_pairs: int, generator: torch.Generator) -> torch.Tensor:
         """``num_pairs`` (centre, context) pairs drawn from p(i, j), as an ``(num_pairs, 2)`` int64 tensor.
 
-        The centre comes from its marginal, the context from p(j | i) ∝ exp⟨u_i, v_j⟩ (Gumbel-max over
-        the row, computed for a chunk of centres at a time).
+        The centre comes from its marginal, the context from p(j | i) ∝ exp⟨u_i, v_j⟩ by inverting the
+        conditional's CDF: for a chunk of centres the CDF rows, shifted by the row number, form one
+        increasing sequence, so one ``searchsorted`` of (row + uniform) finds every context. The cost is
+        O(chunk·N) per chunk of the vocabulary plus O(log) per pair, not O(N) per pair.
         """
         centres = torch.multinomial(self.centre_log_probs().exp(), num_pairs, replacement=True, generator=generator)
+        uniform = torch.rand(num_pairs, generator=generator, dtype=torch.float64).clamp_(min=1e-12)
         contexts = torch.empty_like(centres)
-        for start in range(0, num_pairs, self.chunk):
-            rows = centres[start : start + self.chunk]
-            scores = self.u[rows] @ self.v.T
-            uniform = torch.rand(scores.shape, generator=generator, dtype=scores.dtype).clamp_(min=1e-300)
-            contexts[start : start + self.chunk] = (scores - torch.log(-torch.log(uniform))).argmax(dim=1)
+        n = self.vocab_size
+        for start in self._starts():
+            rows = slice(start, start + self.chunk)
+            chosen = torch.nonzero((centres >= start) & (centres < start + self.chunk)).squeeze(1)
+            if len(chosen) == 0:
+                continue
+            cdf = ((self.u[rows] @ self.v.T) - self.row_lse[rows, None]).exp().cumsum(dim=1)
+            cdf = cdf / cdf[:, -1:]  # each row ends at exactly 1
+            shifted = (cdf + torch.arange(len(cdf), dtype=cdf.dtype)[:, None]).flatten()
+            position = torch.searchsorted(shifted, (centres[chosen] - start).to(cdf.dtype) + uniform[chosen])
+            contexts[chosen] = (position % n).clamp_(max=n - 1)
         return torch.stack((centres, contexts), dim=1)
 
     def conditional_entropy(self) -> float:

@@ -29,7 +29,7 @@ from litsuite.run_checkpoint import RunCheckpoint
 silence_known_noise()
 
 # Attributes of a data module passed to the model's __init__ when the model accepts them.
-DATA_TO_MODEL_LINKS = ("input_shape", "num_classes", "class_names")
+DATA_TO_MODEL_LINKS = ("input_shape", "num_classes", "class_names", "vocab_size")
 # How long a DDP collective waits for a missing rank before the run fails (--ddp_timeout_minutes).
 # A rank that dies usually takes the others down at once (closed connection, srun --kill-on-bad-exit,
 # Lightning's child-process observer); this bounds the rest: a rank stuck without dying.

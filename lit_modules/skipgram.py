@@ -1,0 +1,138 @@
+"""``skipgram``: word embeddings trained with skip-gram (Mikolov et al. 2013), negative sampling or full softmax.
+
+Each word has an input vector u (the embedding that is kept) and an output vector v. A
+(centre, context) pair scores ⟨u_c, v_o⟩; the loss is :func:`losses.negative_sampling.negative_sampling_loss`
+against ``negatives`` noise words drawn from the unigram^0.75 distribution, or the exact softmax
+over the vocabulary (:func:`losses.negative_sampling.full_softmax_loss`) for small vocabularies.
+Without an ``embedding_dim`` the n > 8.33·ln N rule chooses it
+(:func:`lit_modules.components.embedding_dimension.min_embedding_dim`).
+
+The embeddings produce sparse gradients (only the rows a batch touches), stepped by
+``torch.optim.SparseAdam`` or plain SGD with word2vec's linearly decaying learning rate. Sparse
+gradients are all-reduced by DDP under gloo; NCCL has no sparse all-reduce, so under NCCL the model
+switches to dense gradients (and Adam) by itself.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+from torchmetrics import MeanMetric
+
+from lit_modules.components.embedding_dimension import min_embedding_dim
+from losses.negative_sampling import full_softmax_loss, negative_sampling_loss, noise_distribution
+
+LOSSES = ("negative_sampling", "softmax")
+OPTIMIZERS = ("sparse_adam", "sgd")
+
+
+class SkipGram(LightningModule):
+    """Skip-gram word embeddings.
+
+    Args:
+        vocab_size: N, linked from the data module.
+        embedding_dim: n; None lets the n > 8.33·ln N rule choose it.
+        loss: ``negative_sampling`` or ``softmax`` (exact, for small N).
+        negatives: K noise words per pair.
+        optimizer: ``sparse_adam`` or ``sgd`` (word2vec's: learning rate decaying linearly to lr·1e-4).
+        lr: learning rate.
+        sparse: sparse embedding gradients (dense under NCCL, which cannot all-reduce them).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_dim: int | None = None,
+        loss: str = "negative_sampling",
+        negatives: int = 5,
+        optimizer: str = "sparse_adam",
+        lr: float = 0.003,
+        sparse: bool = True,
+    ) -> None:
+        super().__init__()
+        if vocab_size < 2:
+            raise ValueError(f"a skip-gram model needs a vocabulary of N ≥ 2 words, got {vocab_size}")
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got '{loss}'")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got '{optimizer}'")
+        if negatives < 1:
+            raise ValueError(f"negatives must be at least 1, got {negatives}")
+        if embedding_dim is None:
+            embedding_dim = min_embedding_dim(vocab_size)
+            rank_zero_info(
+                f"skipgram: embedding_dim not set; the n > 8.33·ln N rule gives {embedding_dim} for N = {vocab_size}"
+            )
+        elif embedding_dim < 1:
+            raise ValueError(f"embedding_dim must be at least 1, got {embedding_dim}")
+        self.save_hyperparameters()
+        self.embedding_dim = embedding_dim
+        self.centre = nn.Embedding(vocab_size, embedding_dim, sparse=sparse)
+        self.context = nn.Embedding(vocab_size, embedding_dim, sparse=sparse)
+        nn.init.uniform_(self.centre.weight, -0.5 / embedding_dim, 0.5 / embedding_dim)  # word2vec's start
+        nn.init.zeros_(self.context.weight)
+        self.register_buffer("noise", torch.full((vocab_size,), 1.0 / vocab_size, dtype=torch.float64))
+        self.held_out = nn.ModuleDict(
+            {s: MeanMetric() for s in ("val_loss", "val_softmax", "test_loss", "test_softmax")}
+        )
+
+    def setup(self, stage: str) -> None:
+        counts = getattr(self.trainer.datamodule, "word_counts", None) if self.trainer is not None else None
+        if counts is not None:  # a resumed or evaluated run then loads the saved one over it
+            if len(counts) != self.hparams.vocab_size:
+                raise ValueError(f"the data has {len(counts)} words but the model embeds {self.hparams.vocab_size}")
+            self.noise.copy_(noise_distribution(counts))
+        if self.centre.sparse and dist.is_available() and dist.is_initialized() and dist.get_backend() == "nccl":
+            rank_zero_info("skipgram: NCCL cannot all-reduce sparse gradients; using dense ones")
+            self.centre.sparse = self.context.sparse = False
+
+    def forward(self, words: torch.Tensor) -> torch.Tensor:
+        """The embeddings (input vectors) of ``words``. Shape: ``(...)`` ids → ``(..., n)``."""
+        return self.centre(words)
+
+    def pair_losses(self, pairs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The training loss of each (centre, context) pair. Shape: ``(B, 2)`` → ``(B,)``."""
+        u = self.centre(pairs[:, 0])
+        if self.hparams.loss == "softmax":
+            return full_softmax_loss(u, pairs[:, 1], self.context.weight)
+        weights = self.noise if generator is None else self.noise.cpu()  # a seeded generator lives on the CPU
+        noise = torch.multinomial(weights, len(pairs) * self.hparams.negatives, replacement=True, generator=generator)
+        negatives = self.context(noise.to(pairs.device).view(len(pairs), self.hparams.negatives))
+        return negative_sampling_loss(u, self.context(pairs[:, 1]), negatives)
+
+    def training_step(self, batch, batch_idx):
+        loss = self.pair_losses(batch[0]).mean()
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    @torch.no_grad()
+    def _held_out_step(self, pairs: torch.Tensor, batch_idx: int, stage: str) -> None:
+        # fixed noise words per batch, so that held-out losses of two runs (or two models) compare
+        generator = torch.Generator().manual_seed(batch_idx)
+        sampled = self.pair_losses(pairs, generator) if self.hparams.loss != "softmax" else None
+        softmax = full_softmax_loss(self.centre(pairs[:, 0]), pairs[:, 1], self.context.weight)
+        self.held_out[f"{stage}_loss"].update(sampled if sampled is not None else softmax)
+        self.held_out[f"{stage}_softmax"].update(softmax)
+        self.log(f"{stage}/loss", self.held_out[f"{stage}_loss"], prog_bar=stage == "val")
+        self.log(f"{stage}/softmax_ce", self.held_out[f"{stage}_softmax"])
+
+    def validation_step(self, batch, batch_idx):
+        self._held_out_step(batch[0], batch_idx, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._held_out_step(batch[0], batch_idx, "test")
+
+    def configure_optimizers(self):
+        params = [self.centre.weight, self.context.weight]
+        if self.hparams.optimizer == "sgd":
+            optimizer = torch.optim.SGD(params, lr=self.hparams.lr)
+            total = self.trainer.estimated_stepping_batches
+            steps = int(total) if total != float("inf") else 10**12
+            decay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(1e-4, 1.0 - s / max(1, steps)))
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": decay, "interval": "step"}}
+        if self.centre.sparse:
+            return torch.optim.SparseAdam(params, lr=self.hparams.lr)
+        return torch.optim.Adam(params, lr=self.hparams.lr)
