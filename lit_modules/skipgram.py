@@ -44,7 +44,7 @@ class SkipGram(LightningModule):
 
     def __init__(
         self,
-        vocab_size: int,
+        vocab_size: int | None,
         embedding_dim: int | None = None,
         loss: str = "negative_sampling",
         negatives: int = 5,
@@ -53,6 +53,8 @@ class SkipGram(LightningModule):
         sparse: bool = True,
     ) -> None:
         super().__init__()
+        if vocab_size is None:
+            raise ValueError("skipgram trains on words: use a data set with a vocabulary (--data words)")
         if vocab_size < 2:
             raise ValueError(f"a skip-gram model needs a vocabulary of N ≥ 2 words, got {vocab_size}")
         if loss not in LOSSES:
