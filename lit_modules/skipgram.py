@@ -97,13 +97,17 @@ class SkipGram(LightningModule):
 
     def pair_losses(self, pairs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """The training loss of each (centre, context) pair. Shape: ``(B, 2)`` → ``(B,)``."""
-        u = self.centre(pairs[:, 0])
         if self.hparams.loss == "softmax":
-            return full_softmax_loss(u, pairs[:, 1], self.context.weight)
+            return self.softmax_losses(pairs)
+        u = self.centre(pairs[:, 0])
         weights = self.noise if generator is None else self.noise.cpu()  # a seeded generator lives on the CPU
         noise = torch.multinomial(weights, len(pairs) * self.hparams.negatives, replacement=True, generator=generator)
         negatives = self.context(noise.to(pairs.device).view(len(pairs), self.hparams.negatives))
         return negative_sampling_loss(u, self.context(pairs[:, 1]), negatives)
+
+    def softmax_losses(self, pairs: torch.Tensor) -> torch.Tensor:
+        """−log p(context | centre) under the model's full softmax, per pair. Shape: ``(B, 2)`` → ``(B,)``."""
+        return full_softmax_loss(self.centre(pairs[:, 0]), pairs[:, 1], self.context.weight)
 
     def training_step(self, batch, batch_idx):
         loss = self.pair_losses(batch[0]).mean()
@@ -115,7 +119,7 @@ class SkipGram(LightningModule):
         # fixed noise words per batch, so that held-out losses of two runs (or two models) compare
         generator = torch.Generator().manual_seed(batch_idx)
         sampled = self.pair_losses(pairs, generator) if self.hparams.loss != "softmax" else None
-        softmax = full_softmax_loss(self.centre(pairs[:, 0]), pairs[:, 1], self.context.weight)
+        softmax = self.softmax_losses(pairs)
         self.held_out[f"{stage}_loss"].update(sampled if sampled is not None else softmax)
         self.held_out[f"{stage}_softmax"].update(softmax)
         self.log(f"{stage}/loss", self.held_out[f"{stage}_loss"], prog_bar=stage == "val")

@@ -34,7 +34,7 @@ def _true_and_learned_log_conditionals(datamodule, model) -> tuple[torch.Tensor,
 
 
 def test_training_on_a_synthetic_corpus_recovers_the_true_conditionals():
-    data = SkipGramDataModule(vocab_size=40, true_dim=3, radius=2.0, num_pairs=40_000, seed=0)
+    data = SkipGramDataModule(num_words=40, true_dim=3, radius=2.0, num_pairs=40_000, seed=0)
     model = SkipGram(vocab_size=40, embedding_dim=3, loss="softmax", sparse=False)
     _fit(data, model, steps=300)
     true, learned = _true_and_learned_log_conditionals(data, model)
@@ -49,7 +49,7 @@ def test_training_on_a_synthetic_corpus_recovers_the_true_conditionals():
 
 
 def test_a_model_trained_on_shuffled_contexts_does_not_recover_them():
-    data = SkipGramDataModule(vocab_size=40, true_dim=3, radius=2.0, num_pairs=40_000, seed=0)
+    data = SkipGramDataModule(num_words=40, true_dim=3, radius=2.0, num_pairs=40_000, seed=0)
     real = data.pairs_for_epoch
     data.pairs_for_epoch = lambda epoch: torch.stack((real(epoch)[:, 0], real(epoch)[torch.randperm(40_000), 1]), 1)
     model = SkipGram(vocab_size=40, embedding_dim=3, loss="softmax", sparse=False)
@@ -62,7 +62,7 @@ def test_negative_sampling_learns_the_true_conditionals_up_to_the_noise_distribu
     # At its optimum ⟨u_i, v_j⟩ = PMI(i, j) − log k (Levy and Goldberg 2014), so with noise p_n = the
     # context marginal, ⟨u_i, v_j⟩ + log p_n(j) is log p(j | i) up to a constant per row. The PMI matrix
     # holds the rank-3 scores plus a row and a column term: dimension 5 can hold it.
-    data = SkipGramDataModule(vocab_size=40, true_dim=3, radius=2.0, num_pairs=40_000, seed=1)
+    data = SkipGramDataModule(num_words=40, true_dim=3, radius=2.0, num_pairs=40_000, seed=1)
     model = SkipGram(vocab_size=40, embedding_dim=5, negatives=5, sparse=False)
     truth = data.truth
     joint = (truth.u @ truth.v.T) - (truth.u @ truth.v.T).flatten().logsumexp(0)
@@ -85,7 +85,7 @@ def test_the_dimension_rule_sizes_the_embedding_when_none_is_given(capsys):
     ("build", "message"),
     [
         (lambda tmp: SkipGram(vocab_size=1), "N ≥ 2"),
-        (lambda tmp: SkipGramDataModule(vocab_size=1), "N ≥ 2"),
+        (lambda tmp: SkipGramDataModule(num_words=1), "N ≥ 2"),
         (lambda tmp: SkipGramDataModule(corpus=str(tmp / "empty.txt")), "empty"),
         (lambda tmp: SkipGramDataModule(corpus=str(tmp / "latin1.txt")), "not UTF-8"),
         (lambda tmp: SkipGramDataModule(corpus=str(tmp / "missing.txt")), "no such text file"),
@@ -121,7 +121,7 @@ def test_train_and_evaluate_through_the_entry_points(caplog):
         "skipgram",
         "--logger",
         "csv",
-        "--data.init_args.vocab_size",
+        "--data.init_args.num_words",
         "50",
         "--data.init_args.num_pairs",
         "4096",
@@ -135,3 +135,30 @@ def test_train_and_evaluate_through_the_entry_points(caplog):
     assert evaluate("--run", "last", "--logger", "none") == 0
     report = (Path("reports") / only_run().name / "report.md").read_text()
     assert "test/loss" in report and "test/softmax_ce" in report
+
+
+def test_report_of_a_text_run_compares_with_gensim_on_the_same_words(tmp_path):
+    text = tmp_path / "corpus.txt"
+    lines = [" ".join(f"w{(i * 7 + j * 3) % 40}" for j in range(12)) for i in range(600)]
+    text.write_text("\n".join(lines), encoding="utf-8")
+    code = train(
+        "--model",
+        "skipgram",
+        "--logger",
+        "csv",
+        "--data.init_args.corpus",
+        str(text),
+        "--data.init_args.min_count",
+        "1",
+        "--model.embedding_dim",
+        "8",
+        "--trainer.max_epochs",
+        "1",
+        *FAST,
+    )
+    assert code == 0
+    assert evaluate("--run", "last", "--logger", "none") == 0
+    report = (Path("reports") / only_run().name / "report.md").read_text()
+    assert "gensim Word2Vec, same text and settings" in report
+    assert "skipgram / gensim loss" in report
+    assert (Path("reports") / only_run().name / "embedding_map.png").is_file()
