@@ -162,3 +162,41 @@ def test_report_of_a_text_run_compares_with_gensim_on_the_same_words(tmp_path):
     assert "gensim Word2Vec, same text and settings" in report
     assert "skipgram / gensim loss" in report
     assert (Path("reports") / only_run().name / "embedding_map.png").is_file()
+
+
+def test_flattening_dimension_is_the_first_within_tolerance_of_the_best():
+    from evaluation.dimension_study import flattening_dim
+
+    assert flattening_dim([2, 4, 8, 16], [3.0, 2.0, 1.005, 1.0], 0.01) == 8
+    assert flattening_dim([2, 4, 8, 16], [3.0, 2.0, 1.02, 1.0], 0.01) == 16
+
+
+def test_dimension_study_writes_its_table_and_figure(tmp_path):
+    from evaluation.dimension_study import main as study
+
+    out = tmp_path / "study"
+    assert (
+        study(
+            [
+                "--sizes",
+                "20",
+                "--dims",
+                "2",
+                "4",
+                "--epochs",
+                "1",
+                "--out",
+                str(out),
+                "--data.init_args.num_pairs",
+                "2048",
+                "--trainer.accelerator",
+                "cpu",
+                "--trainer.enable_model_summary",
+                "false",
+            ]
+        )
+        == 0
+    )
+    report = (out / "report.md").read_text()
+    assert "flattens at" in report and (out / "loss_vs_dimension.png").is_file()
+    assert len(list((out / "runs").iterdir())) == 2
