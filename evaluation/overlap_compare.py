@@ -1,4 +1,8 @@
-"""``python -m evaluation.overlap --runs RUN RUN ...``: the overlap test of several runs in one table."""
+"""The overlap test of several runs in one Markdown table, on the same pairs.
+
+    python -m evaluation.overlap_compare --runs runs/capsule-... runs/cnn_baseline-...
+    python -m evaluation.overlap_compare --runs RUN [RUN ...] --pairs 2000 --seed 1 --out reports/overlap.md
+"""
 
 from __future__ import annotations
 
@@ -59,7 +63,9 @@ def compare(run_dirs: list[Path], num_pairs: int, seed: int, which: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.overlap", description=__doc__, allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation.overlap_compare", description=__doc__.split("\n")[0], allow_abbrev=False
+    )
     parser.add_argument("--runs", nargs="+", required=True, help="run directories (or names under runs/, or 'last')")
     parser.add_argument("--pairs", type=int, default=DEFAULT_PAIRS, help=f"overlays per run (default {DEFAULT_PAIRS})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the pairs (default 0)")
@@ -71,7 +77,7 @@ def main(argv: list[str]) -> int:
     try:
         run_dirs = [runs.resolve_run(spec) for spec in ns.runs]
     except FileNotFoundError as err:
-        print(f"evaluation.overlap: error: {err}", file=sys.stderr)
+        print(f"evaluation.overlap_compare: error: {err}", file=sys.stderr)
         return 2
     table = compare(run_dirs, ns.pairs, ns.seed, ns.checkpoint)
     out = Path(ns.out)
@@ -80,3 +86,7 @@ def main(argv: list[str]) -> int:
     print(table)
     print(f"written: {out}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
