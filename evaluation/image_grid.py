@@ -8,20 +8,18 @@ import torch
 from matplotlib.figure import Figure
 
 
-def displayable(image: torch.Tensor) -> tuple[torch.Tensor, str | None]:
-    """An image as ``imshow`` takes it, scaled to [0, 1] per image, with the colour map it needs.
+def displayable(image: torch.Tensor, low: float, high: float) -> tuple[torch.Tensor, str | None]:
+    """An image as ``imshow`` takes it, mapped from ``[low, high]`` to [0, 1], with the colour map it needs.
 
-    Data sets hand out images in [0, 1] or standardised per image; scaling each to its own range
-    shows both alike. Grey images (1 channel) and images with other channel counts than 3 (e.g. a
-    stereo pair) show their first channel in grey.
+    Grey images (1 channel) and images with other channel counts than 3 (e.g. a stereo pair) show
+    their first channel in grey.
 
     Shape:
         - image: ``(C, H, W)``
         - output: ``(H, W)`` or ``(H, W, 3)``
     """
     image = image.detach().float().cpu()
-    low, high = image.min(), image.max()
-    image = (image - low) / (high - low) if high > low else torch.zeros_like(image)
+    image = ((image - low) / (high - low)).clamp(0, 1) if high > low else torch.zeros_like(image)
     if image.shape[0] == 3:
         return image.permute(1, 2, 0), None
     return image[0], "gray"  # not inverted: photographs (smallNORB) would turn into negatives
@@ -43,9 +41,11 @@ def image_grid(
     cols = max(1, min(cols, count))
     rows = max(1, math.ceil(count / cols))
     fig = Figure(figsize=(size * cols, (size + 0.25) * rows))
+    # One brightness scale for the whole grid, so that panels compare (an input and its reconstruction).
+    low, high = float(images.min()), float(images.max())
     for i in range(count):
         ax = fig.add_subplot(rows, cols, i + 1)
-        shown, cmap = displayable(images[i])
+        shown, cmap = displayable(images[i], low, high)
         ax.imshow(shown.numpy(), cmap=cmap, interpolation="nearest")
         ax.set_title(titles[i], fontsize=7, color=(colours[i] if colours else "black"))
         ax.set_xticks([])

@@ -53,7 +53,7 @@ def _fmt(value) -> str:
 def metrics_table(metrics: dict[str, float], test_size: int | None) -> Table:
     """Every test metric; beside each accuracy its 95 % Wilson interval over the ``test_size`` test cases."""
     with_ci = test_size is not None and any(is_proportion_metric(k) for k in metrics)
-    header = ["metric", "value"] + ([f"{CONFIDENCE:.0%} interval (Wilson)", "test cases"] if with_ci else [])
+    header = ["metric", "value"] + ([f"{100 * CONFIDENCE:.0f} % interval (Wilson)", "test cases"] if with_ci else [])
     rows = []
     for key, value in sorted(metrics.items()):
         row = [key, value]

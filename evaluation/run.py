@@ -134,8 +134,13 @@ def evaluate(run_dir: Path, ckpt: Path, logger: str, out_root: Path) -> Path:
     data_name = registry.data_name_of(config["data"]["class_path"])
     ctx = EvalContext(model_name, cli.model, cli.datamodule, cli.trainer, metrics, run_dir, ckpt, test_size)
     ctx.data_name = data_name
-    if (run_dir / "metrics.csv").is_file() and (fig := training_curves(read_metrics_csv(run_dir / "metrics.csv"))):
-        report.add_figure("training_curves", fig, "Training curves", "From the run's metrics.csv, all sessions.")
+    resumed = run_facts.resumed_at(checkpoint)
+    metrics_csv = run_dir / "metrics.csv"
+    if metrics_csv.is_file() and (fig := training_curves(read_metrics_csv(metrics_csv), session_starts=resumed)):
+        caption = "From the run's metrics.csv; training and validation of each quantity in one panel."
+        if resumed:
+            caption += f" Dashed: where a resumed session took over (steps {', '.join(map(str, resumed))})."
+        report.add_figure("training_curves", fig, "Training curves", caption)
     else:
         report.add_note("No training curves: the run was trained without a CSV log (--logger none).")
     extend_with_model_hook(report, ctx)
@@ -145,8 +150,8 @@ def evaluate(run_dir: Path, ckpt: Path, logger: str, out_root: Path) -> Path:
         "How the run was made",
         ["section", "setting", "value"],
         run_facts.hyperparameter_rows(config, hparams),
-        note="The resolved settings of the run's last training session (config.yaml, linked above; rerun with "
-        "python train.py --config <that file>), with the model arguments linked from the data module.",
+        note="The resolved settings of the run's last training session (config.yaml, linked above), with the "
+        "model arguments linked from the data module.",
     )
     report.facts["evaluated"] = (
         time.strftime("%Y-%m-%d %H:%M:%S") + f" in {time.time() - started:.1f} s on {cli.trainer.strategy.root_device}"

@@ -98,6 +98,12 @@ def training_time(checkpoint: dict) -> str:
     return text
 
 
+def resumed_at(checkpoint: dict) -> list[int]:
+    """Steps at which a later training session of the run took over (empty for a run trained in one go)."""
+    sessions = (clock_state(checkpoint) or {}).get("sessions") or []
+    return [s["first_step"] for s in sessions[1:] if "first_step" in s]
+
+
 def describe_hardware(hardware: dict) -> str:
     """One line: ``"1 × cpu (Intel Xeon …, 2 cores); torch 2.14.1, lightning 2.6.6"``."""
     count = hardware.get("devices_per_node", 1) * hardware.get("nodes", 1)

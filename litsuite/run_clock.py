@@ -72,6 +72,11 @@ class RunClock(Callback):
             "hardware": hardware_of(trainer),
         }
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        # After the checkpoint's loop state is restored: the step this session continues from.
+        if self._current is not None:
+            self._current["first_step"] = int(trainer.global_step)
+
     def on_fit_end(self, trainer, pl_module) -> None:
         if self._current is not None:
             self.sessions.append(self._session_now())

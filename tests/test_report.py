@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
-import subprocess
+import runpy
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
@@ -108,6 +106,7 @@ def test_run_clock_adds_up_the_sessions_of_a_resumed_run_and_loads_safely(tmp_pa
     assert clock["train_seconds"] == pytest.approx(sum(s["seconds"] for s in clock["sessions"]))
     assert run_facts.training_time(state).endswith(")") and "in 2 sessions" in run_facts.training_time(state)
     assert run_facts.training_progress(state).startswith("3 epochs: 6 training batches")
+    assert run_facts.resumed_at(state) == [2]  # the second session took over after epoch 1's two batches
     del state["callbacks"]  # a checkpoint from before the clock
     assert run_facts.training_time(state) == run_facts.NOT_RECORDED == run_facts.training_hardware(state)
 
@@ -191,13 +190,25 @@ def test_a_model_without_test_step_gets_a_report_with_facts_settings_and_no_test
     assert "No published or measured figures are declared for 'Tiny'" in md
 
 
-def test_overlap_comparison_has_its_own_entry_point():
-    run = subprocess.run(
-        [sys.executable, "-m", "evaluation.overlap_compare", "--runs", "no-such-run"],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 2 and run.stderr.startswith("evaluation.overlap_compare: error: no run 'no-such-run'")
-    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+def test_overlap_comparison_has_its_own_entry_point(monkeypatch, capsys):
+    """``python -m evaluation.overlap_compare`` runs the comparison (run here in-process: a new one imports torch)."""
+    monkeypatch.setattr(sys, "argv", ["overlap_compare", "--runs", "no-such-run"])
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_module("evaluation.overlap_compare", run_name="__main__")
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith("evaluation.overlap_compare: error: no run 'no-such-run'")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_curves_drop_steps_a_resumed_session_trained_again_and_pair_train_with_val():
+    from evaluation.curves import curve_panels, superseded_dropped
+
+    # killed at step 12 after its last checkpoint at step 7: the resumed session repeats 8..12
+    points = [(5, 1.0), (10, 0.8), (12, 0.7), (8, 0.9), (10, 0.85), (15, 0.6)]
+    assert superseded_dropped(points) == [(5, 1.0), (8, 0.9), (10, 0.85), (15, 0.6)]
+    keys = ["train/margin_loss", "train/loss", "val/acc", "val/loss", "val/error_ratio_k8", "train/acc"]
+    assert curve_panels(keys) == {
+        "loss": ["train/loss", "val/loss"],
+        "acc": ["val/acc", "train/acc"],
+        "margin_loss": ["train/margin_loss"],
+    }
