@@ -10,6 +10,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 STAGES = ("train", "val")
+STAGE_COLOURS = {"train": "tab:blue", "val": "tab:orange"}
 
 
 def superseded_dropped(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
@@ -58,7 +59,7 @@ def curve_panels(keys, max_panels: int = 6) -> dict[str, list[str]]:
         if stage in STAGES and name and not _is_sweep_member(key):
             panels.setdefault(name, []).append(key)
     order = sorted(panels, key=lambda name: (name != "loss", "acc" not in name))  # stable: log order otherwise
-    return {name: panels[name] for name in order[:max_panels]}
+    return {name: sorted(panels[name], key=lambda k: STAGES.index(k.partition("/")[0])) for name in order[:max_panels]}
 
 
 def training_curves(
@@ -82,7 +83,8 @@ def training_curves(
         values_seen = []
         for key in keys:
             steps, values = zip(*series[key])
-            ax.plot(steps, values, marker="." if len(steps) < 50 else None, label=key.partition("/")[0])
+            stage = key.partition("/")[0]
+            ax.plot(steps, values, marker="." if len(steps) < 50 else None, label=stage, color=STAGE_COLOURS[stage])
             values_seen += values
         for start in session_starts or []:
             ax.axvline(start, color="grey", ls="--", lw=0.8)

@@ -15,6 +15,7 @@ import torch
 
 from evaluation.classification import test_arrays
 from evaluation.overlap import DEFAULT_PAIRS, overlap_test
+from evaluation.stats import percent_with_ci
 from litsuite import registry, runs
 
 
@@ -48,13 +49,14 @@ def compare(run_dirs: list[Path], num_pairs: int, seed: int, which: str) -> str:
         params = sum(p.numel() for p in model.parameters())
         data = getattr(datamodule, "name", type(datamodule).__name__)
         data_names.add(data)
-        row = [run_dir.name, name, data, f"{params:,}", f"{result['top2_pair']:.3f}", f"{result['top1_in_pair']:.3f}"]
-        row += [f"{result['single_acc']:.3f}", f"{time.time() - started:.1f}"]
+        row = [run_dir.name, name, data, f"{params:,}", percent_with_ci(result["top2_pair"], num_pairs)]
+        row += [percent_with_ci(result["top1_in_pair"], num_pairs), f"{100 * result['single_acc']:.2f} %"]
+        row += [f"{time.time() - started:.1f}"]
         lines.append("| " + " | ".join(row) + " |")
         print(f"{run_dir.name} ({ckpt.name}): top-2 = true pair {result['top2_pair']:.3f}", flush=True)
     note = (
         f"\n{num_pairs} overlays per run (pixelwise max of two test images of different classes, seed {seed}); "
-        "success = the two highest class scores are the true pair. Each run's "
+        "success = the two highest class scores are the true pair; in brackets the 95 % Wilson interval. Each run's "
         f"{which} checkpoint."
     )
     if len(data_names) > 1:

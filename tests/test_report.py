@@ -209,6 +209,6 @@ def test_curves_drop_steps_a_resumed_session_trained_again_and_pair_train_with_v
     keys = ["train/margin_loss", "train/loss", "val/acc", "val/loss", "val/error_ratio_k8", "train/acc"]
     assert curve_panels(keys) == {
         "loss": ["train/loss", "val/loss"],
-        "acc": ["val/acc", "train/acc"],
+        "acc": ["train/acc", "val/acc"],  # same order (and colours) in every panel
         "margin_loss": ["train/margin_loss"],
     }
