@@ -34,7 +34,7 @@ NOT_RECORDED = "not recorded (trained before the run clock was kept in checkpoin
 
 
 def _show(value) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 
 def hyperparameter_rows(config: dict, model_hparams: dict | None = None) -> list[list[str]]:
