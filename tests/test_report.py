@@ -212,3 +212,25 @@ def test_curves_drop_steps_a_resumed_session_trained_again_and_pair_train_with_v
         "acc": ["train/acc", "val/acc"],  # same order (and colours) in every panel
         "margin_loss": ["train/margin_loss"],
     }
+
+
+def test_capsule_report_shows_errors_reconstructions_and_overlays_and_feeds_the_figures_table(tmp_path, monkeypatch):
+    from evaluation.models import capsule
+    from lit_modules.capsule import CapsNet
+
+    monkeypatch.setenv("LITSUITE_OVERLAP_PAIRS", "40")
+    dm = SyntheticDataModule(num_samples=64)
+    small = {"conv_channels": 8, "conv_kernel": 3, "primary_types": 2, "primary_kernel": 3, "primary_stride": 1}
+    model = CapsNet(input_shape=dm.input_shape, num_classes=dm.num_classes, class_dim=4, **small)
+    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    metrics = trainer.test(model, datamodule=dm, verbose=False)[0]
+    ctx = EvalContext("capsule", model, dm, trainer, metrics, tmp_path, tmp_path, test_size=len(dm.test_set))
+    report = Report("capsule", tmp_path / "report")
+    capsule.extend_report(report, ctx)  # an untrained network: it gets test images wrong
+    names = {fig.path.name for fig in report.figures}
+    assert {"misclassified.png", "reconstructions.png", "overlap_examples.png"} <= names
+    assert ctx.result_sizes["overlap/top2_acc"] == 40 and 0 <= ctx.results["overlap/top2_acc"] <= 1
+    ctx.data_name = "mnist"
+    add_figures_section(report, ctx)
+    overlap_row = next(row for row in report.sections[0].rows if row[1] == "overlap/top2_acc")
+    assert overlap_row[2].startswith("95.00 %") and overlap_row[4].endswith(")")  # run's value with its interval
