@@ -1,4 +1,4 @@
-"""Training curves from a run's ``metrics.csv`` (written by the CSV logger every run carries)."""
+"""Training curves from a run's ``metrics.csv`` (written by the CSV logger every run carries, across sessions)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,24 @@ from collections import defaultdict
 from pathlib import Path
 
 from matplotlib.figure import Figure
+
+STAGES = ("train", "val")
+STAGE_COLOURS = {"train": "tab:blue", "val": "tab:orange"}
+
+
+def superseded_dropped(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """A series without the points a later session trained over again.
+
+    A run killed after its last checkpoint logged steps that the resumed session repeats from that
+    checkpoint; where the step goes back, the earlier points from that step on are dropped, since
+    the weights they describe were thrown away.
+    """
+    kept: list[tuple[int, float]] = []
+    for step, value in points:
+        while kept and kept[-1][0] >= step:
+            kept.pop()
+        kept.append((step, value))
+    return kept
 
 
 def read_metrics_csv(path: Path) -> dict[str, list[tuple[int, float]]]:
@@ -20,7 +38,7 @@ def read_metrics_csv(path: Path) -> dict[str, list[tuple[int, float]]]:
                 if key in ("step", "epoch") or value in (None, ""):
                     continue
                 series[key].append((step, float(value)))
-    return dict(series)
+    return {key: superseded_dropped(points) for key, points in series.items()}
 
 
 def _is_sweep_member(key: str) -> bool:
@@ -29,22 +47,52 @@ def _is_sweep_member(key: str) -> bool:
     return last.startswith("k") and last[1:].isdigit()
 
 
-def training_curves(series: dict[str, list[tuple[int, float]]], max_panels: int = 6) -> Figure | None:
-    """One panel per metric family (train/…, val/…), against the optimiser step."""
-    keys = [k for k in series if k.startswith(("train/", "val/")) and not _is_sweep_member(k)][:max_panels]
-    if not keys:
+def curve_panels(keys, max_panels: int = 6) -> dict[str, list[str]]:
+    """``{quantity: [train/quantity, val/quantity]}``: one panel per quantity, the loss first.
+
+    Training and validation of the same quantity share a panel, so the gap between them (over- or
+    under-fitting) can be read off.
+    """
+    panels: dict[str, list[str]] = {}
+    for key in keys:
+        stage, _, name = key.partition("/")
+        if stage in STAGES and name and not _is_sweep_member(key):
+            panels.setdefault(name, []).append(key)
+    order = sorted(panels, key=lambda name: (name != "loss", "acc" not in name))  # stable: log order otherwise
+    return {name: sorted(panels[name], key=lambda k: STAGES.index(k.partition("/")[0])) for name in order[:max_panels]}
+
+
+def training_curves(
+    series: dict[str, list[tuple[int, float]]], max_panels: int = 6, session_starts: list[int] | None = None
+) -> Figure | None:
+    """One panel per quantity (training and validation together), against the optimiser step.
+
+    Args:
+        series: from :func:`read_metrics_csv`.
+        max_panels: quantities shown at most.
+        session_starts: steps at which a resumed session began, drawn as dashed lines.
+    """
+    panels = curve_panels(series, max_panels)
+    if not panels:
         return None
-    cols = min(3, len(keys))
-    rows = math.ceil(len(keys) / cols)
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
     fig = Figure(figsize=(4.2 * cols, 3.0 * rows))
-    for i, key in enumerate(keys):
+    for i, (name, keys) in enumerate(panels.items()):
         ax = fig.add_subplot(rows, cols, i + 1)
-        steps, values = zip(*series[key])
-        ax.plot(steps, values, marker="." if len(steps) < 50 else None)
-        ax.set_title(key)
+        values_seen = []
+        for key in keys:
+            steps, values = zip(*series[key])
+            stage = key.partition("/")[0]
+            ax.plot(steps, values, marker="." if len(steps) < 50 else None, label=stage, color=STAGE_COLOURS[stage])
+            values_seen += values
+        for start in session_starts or []:
+            ax.axvline(start, color="grey", ls="--", lw=0.8)
+        ax.set_title(name)
         ax.set_xlabel("step")
-        if all(v > 0 for v in values) and max(values) / min(values) > 100:
+        if all(v > 0 for v in values_seen) and max(values_seen) / min(values_seen) > 100:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -7,8 +7,8 @@ fixed seed so every model sees the same ones.
 
 Compare runs side by side (one Markdown table; each run's best checkpoint)::
 
-    python -m evaluation.overlap --runs runs/capsule-... runs/capsule_em-... runs/cnn_baseline-...
-    python -m evaluation.overlap --runs RUN [RUN ...] --pairs 2000 --seed 1 --out reports/overlap.md
+    python -m evaluation.overlap_compare --runs runs/capsule-... runs/capsule_em-... runs/cnn_baseline-...
+    python -m evaluation.overlap_compare --runs RUN [RUN ...] --pairs 2000 --seed 1 --out reports/overlap.md
 
 In ``evaluate.py`` reports the number of pairs is :data:`DEFAULT_PAIRS`, or the environment
 variable ``LITSUITE_OVERLAP_PAIRS``.
@@ -20,12 +20,16 @@ import os
 
 import torch
 
-from evaluation.classification import predict_scores, test_arrays
+from evaluation.classification import class_names_of, predict_scores, test_arrays
 from evaluation.context import EvalContext
+from evaluation.image_grid import image_grid
 from evaluation.report import Report
+from evaluation.stats import percent_with_ci
 
 DEFAULT_PAIRS = 1000
 PAIRS_ENV = "LITSUITE_OVERLAP_PAIRS"
+RESULT_KEY = "overlap/top2_acc"  # the report's result, as evaluation/figures.yaml names it
+EXAMPLES = 16
 
 
 def draw_pairs(labels: torch.Tensor, num_pairs: int, seed: int = 0) -> torch.Tensor:
@@ -77,6 +81,22 @@ def top2_hits(scores: torch.Tensor, pair_labels: torch.Tensor) -> torch.Tensor:
     return (top2 == pair_labels.sort(dim=1).values).all(dim=1)
 
 
+def score_overlaps(model, images: torch.Tensor, labels: torch.Tensor, num_pairs: int, seed: int = 0) -> dict:
+    """The overlaps of ``num_pairs`` drawn pairs and the model's scores for them and for the single images.
+
+    Returns:
+        ``pairs`` ``(M, 2)``, ``overlays`` ``(M, C, H, W)``, ``scores`` ``(M, num_classes)``, ``hits``
+        ``(M,)`` bool (top-2 = true pair), ``single_right`` ``(U,)`` bool for the U distinct images used.
+    """
+    pairs = draw_pairs(labels, num_pairs, seed)
+    overlays = overlay(images, pairs)
+    scores = predict_scores(model, overlays)
+    used = pairs.flatten().unique()
+    single_right = predict_scores(model, images[used]).argmax(dim=1) == labels[used]
+    hits = top2_hits(scores, labels[pairs])
+    return {"pairs": pairs, "overlays": overlays, "scores": scores, "hits": hits, "single_right": single_right}
+
+
 def overlap_test(model, images: torch.Tensor, labels: torch.Tensor, num_pairs: int, seed: int = 0) -> dict[str, float]:
     """Overlap success of ``model`` on ``num_pairs`` overlays of ``images``.
 
@@ -85,16 +105,27 @@ def overlap_test(model, images: torch.Tensor, labels: torch.Tensor, num_pairs: i
         ``top1_in_pair``: share whose top class is one of the two;
         ``single_acc``: accuracy on the (single) images used in the pairs, for reference.
     """
-    pairs = draw_pairs(labels, num_pairs, seed)
-    pair_labels = labels[pairs]
-    scores = predict_scores(model, overlay(images, pairs))
-    used = pairs.flatten().unique()
-    single = predict_scores(model, images[used]).argmax(dim=1) == labels[used]
+    scored = score_overlaps(model, images, labels, num_pairs, seed)
+    pair_labels = labels[scored["pairs"]]
+    top1_in_pair = (scored["scores"].argmax(dim=1, keepdim=True) == pair_labels).any(dim=1)
     return {
-        "top2_pair": top2_hits(scores, pair_labels).float().mean().item(),
-        "top1_in_pair": (scores.argmax(dim=1, keepdim=True) == pair_labels).any(dim=1).float().mean().item(),
-        "single_acc": single.float().mean().item(),
+        "top2_pair": scored["hits"].float().mean().item(),
+        "top1_in_pair": top1_in_pair.float().mean().item(),
+        "single_acc": scored["single_right"].float().mean().item(),
     }
+
+
+def overlay_examples(scored: dict, labels: torch.Tensor, names: list[str], count: int = EXAMPLES):
+    """A figure of the first ``count`` overlays, titled ``true pair → top-2``, green when they agree."""
+    shown = range(min(count, len(scored["pairs"])))
+    top2 = scored["scores"].topk(2, dim=1).indices
+    titles, colours = [], []
+    for i in shown:
+        a, b = labels[scored["pairs"][i]].tolist()
+        p, q = top2[i].tolist()
+        titles.append(f"{names[a]}+{names[b]} → {names[p]},{names[q]}")
+        colours.append("tab:green" if scored["hits"][i] else "tab:red")
+    return image_grid(scored["overlays"][: len(titles)], titles, colours)
 
 
 def pairs_setting() -> int:
@@ -106,24 +137,35 @@ def pairs_setting() -> int:
 
 
 def add_overlap_section(report: Report, ctx: EvalContext, seed: int = 0) -> None:
-    """One table with the overlap test of the evaluated model."""
+    """The overlap test of the evaluated model: a table with intervals, and example overlays with its top two."""
     num_pairs = pairs_setting()
     images, labels = test_arrays(ctx.datamodule)
-    result = overlap_test(ctx.model, images, labels, num_pairs, seed)
+    scored = score_overlaps(ctx.model, images, labels, num_pairs, seed)
+    hits, single = scored["hits"], scored["single_right"]
+    top1_in_pair = (scored["scores"].argmax(dim=1, keepdim=True) == labels[scored["pairs"]]).any(dim=1)
+    ctx.results[RESULT_KEY] = hits.float().mean().item()
+    ctx.result_sizes[RESULT_KEY] = num_pairs
     report.add_table(
         "Overlap test: two test images of different classes overlaid",
         ["overlays", "top-2 = true pair", "top-1 in pair", "accuracy on the single images"],
-        [[num_pairs, result["top2_pair"], result["top1_in_pair"], result["single_acc"]]],
+        [
+            [
+                num_pairs,
+                percent_with_ci(hits.float().mean().item(), num_pairs),
+                percent_with_ci(top1_in_pair.float().mean().item(), num_pairs),
+                percent_with_ci(single.float().mean().item(), len(single)),
+            ]
+        ],
         note=f"Overlay = pixelwise max of two test images of different classes, pairs drawn with seed {seed} "
         f"({num_pairs} pairs, a sample of all possible pairs; set {PAIRS_ENV} for more). The model never saw "
-        "overlays in training. Success = its two highest class scores are the two true classes. Compare models "
-        "with: python -m evaluation.overlap --runs RUN RUN ...",
+        "overlays in training. Success = its two highest class scores are the two true classes. In brackets: "
+        f"95 % Wilson intervals ({len(single)} distinct single images). Compare models with: "
+        "python -m evaluation.overlap_compare --runs RUN RUN ...",
     )
-
-
-if __name__ == "__main__":
-    import sys
-
-    from evaluation.overlap_compare import main
-
-    sys.exit(main(sys.argv[1:]))
+    names = class_names_of(ctx, scored["scores"].shape[1])
+    report.add_figure(
+        "overlap_examples",
+        overlay_examples(scored, labels, names),
+        "Overlap test examples (true pair → the model's top two)",
+        "The first overlays of the test; green: the two highest class scores are the true pair, red: they are not.",
+    )

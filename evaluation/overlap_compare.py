@@ -1,4 +1,8 @@
-"""``python -m evaluation.overlap --runs RUN RUN ...``: the overlap test of several runs in one table."""
+"""The overlap test of several runs in one Markdown table, on the same pairs.
+
+    python -m evaluation.overlap_compare --runs runs/capsule-... runs/cnn_baseline-...
+    python -m evaluation.overlap_compare --runs RUN [RUN ...] --pairs 2000 --seed 1 --out reports/overlap.md
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import torch
 
 from evaluation.classification import test_arrays
 from evaluation.overlap import DEFAULT_PAIRS, overlap_test
+from evaluation.stats import percent_with_ci
 from litsuite import registry, runs
 
 
@@ -44,13 +49,14 @@ def compare(run_dirs: list[Path], num_pairs: int, seed: int, which: str) -> str:
         params = sum(p.numel() for p in model.parameters())
         data = getattr(datamodule, "name", type(datamodule).__name__)
         data_names.add(data)
-        row = [run_dir.name, name, data, f"{params:,}", f"{result['top2_pair']:.3f}", f"{result['top1_in_pair']:.3f}"]
-        row += [f"{result['single_acc']:.3f}", f"{time.time() - started:.1f}"]
+        row = [run_dir.name, name, data, f"{params:,}", percent_with_ci(result["top2_pair"], num_pairs)]
+        row += [percent_with_ci(result["top1_in_pair"], num_pairs), f"{100 * result['single_acc']:.2f} %"]
+        row += [f"{time.time() - started:.1f}"]
         lines.append("| " + " | ".join(row) + " |")
         print(f"{run_dir.name} ({ckpt.name}): top-2 = true pair {result['top2_pair']:.3f}", flush=True)
     note = (
         f"\n{num_pairs} overlays per run (pixelwise max of two test images of different classes, seed {seed}); "
-        "success = the two highest class scores are the true pair. Each run's "
+        "success = the two highest class scores are the true pair; in brackets the 95 % Wilson interval. Each run's "
         f"{which} checkpoint."
     )
     if len(data_names) > 1:
@@ -59,7 +65,9 @@ def compare(run_dirs: list[Path], num_pairs: int, seed: int, which: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.overlap", description=__doc__, allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation.overlap_compare", description=__doc__.split("\n")[0], allow_abbrev=False
+    )
     parser.add_argument("--runs", nargs="+", required=True, help="run directories (or names under runs/, or 'last')")
     parser.add_argument("--pairs", type=int, default=DEFAULT_PAIRS, help=f"overlays per run (default {DEFAULT_PAIRS})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the pairs (default 0)")
@@ -71,7 +79,7 @@ def main(argv: list[str]) -> int:
     try:
         run_dirs = [runs.resolve_run(spec) for spec in ns.runs]
     except FileNotFoundError as err:
-        print(f"evaluation.overlap: error: {err}", file=sys.stderr)
+        print(f"evaluation.overlap_compare: error: {err}", file=sys.stderr)
         return 2
     table = compare(run_dirs, ns.pairs, ns.seed, ns.checkpoint)
     out = Path(ns.out)
@@ -80,3 +88,7 @@ def main(argv: list[str]) -> int:
     print(table)
     print(f"written: {out}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from lightning.pytorch import Trainer
+from lightning.pytorch import LightningModule, Trainer
 from torch import nn
 
 from datamodules.synthetic import SyntheticDataModule
@@ -47,8 +47,11 @@ def test_overlay_is_the_pixelwise_max_and_success_needs_both_classes():
     assert top2_hits(scores, pair_labels).tolist() == [True, False, False]
 
 
-class Oracle(nn.Module):
-    """Reads the class straight off the image: class c lights pixel c, so an overlay lights both."""
+class Oracle(LightningModule):
+    """Reads the class straight off the image: class c lights pixel c, so an overlay lights both.
+
+    A LightningModule: evaluation passes run through ``trainer.predict``.
+    """
 
     def __init__(self) -> None:
         super().__init__()

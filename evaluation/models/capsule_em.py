@@ -1,4 +1,4 @@
-"""Report hook for ``capsule_em``: per-class accuracy, confusion matrix, routing ablation, overlap test."""
+"""Report hook for ``capsule_em``: classification sections, routing ablation, overlap test (no decoder)."""
 
 from __future__ import annotations
 

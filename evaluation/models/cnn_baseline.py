@@ -1,4 +1,4 @@
-"""Report hook for ``cnn_baseline``: per-class accuracy, confusion matrix and the overlap test (no routing)."""
+"""Report hook for ``cnn_baseline``: classification sections and the overlap test (no routing, no decoder)."""
 
 from __future__ import annotations
 
