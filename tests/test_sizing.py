@@ -48,7 +48,7 @@ def test_estimate_is_within_half_again_of_a_measured_step(tmp_path):
         sys.path.insert(0, sys.argv[1])
         from tests.test_sizing import small_capsnet
         from datamodules.synthetic import SyntheticDataModule
-        from litsuite import sizing
+        from litsuite import activation_memory, sizing
 
         torch.set_num_threads(1)
         data = SyntheticDataModule(batch_size=192, image_size=28)
@@ -59,7 +59,7 @@ def test_estimate_is_within_half_again_of_a_measured_step(tmp_path):
         before = rss()
         with open("/proc/self/clear_refs", "w") as f:  # reset the high-water mark to the current set
             f.write("5")
-        sizing._step_loss(model, batch).backward()
+        activation_memory.step_loss(model, batch).backward()
         optimiser.step()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         estimate = sizing.measure(model, data, data.batch_size)  # after: its own memory must not count
