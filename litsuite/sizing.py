@@ -237,6 +237,8 @@ def size_summary(model, datamodule, trainer) -> str:
     if budget is None or estimate.total <= budget[0]:
         return line
     fits = estimate.largest_batch(budget[0])
+    registered = name in registry.model_names()
+    recipes = f" (the configs/model/{name}@<data>.yaml recipes are sized for a CPU)" if registered else ""
     change = (
         f"lower --data.batch_size to {fits} or less, or train a smaller network"
         if fits >= 1
@@ -246,6 +248,6 @@ def size_summary(model, datamodule, trainer) -> str:
         f"{name} needs about {human_bytes(estimate.total)} per training step at batch {batch}"
         f" (activations {human_bytes(estimate.activations)}, {human_count(count)} parameters with gradients and"
         f" optimiser state {human_bytes(estimate.state)}), but this machine has"
-        f" {budget[1]}: {change} (the configs/model/{name}@<data>.yaml recipes are sized for a CPU)"
+        f" {budget[1]}: {change}{recipes}"
     )
 
