@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FAST, ROOT, only_run, train
+from lightning.pytorch import Callback
 
 from litsuite import frontend, runs
 from litsuite.loggers import logger_config
@@ -43,6 +45,7 @@ def rows(run: Path) -> list[tuple[int, str]]:
 # --------------------------------------------------------------------------- claiming a run directory
 
 
+@pytest.mark.slow
 def test_two_train_processes_started_in_the_same_second_get_their_own_run_directory(tmp_path):
     clock = tmp_path / "clock"
     clock.mkdir()
@@ -88,7 +91,7 @@ def test_concurrent_claims_get_distinct_existing_directories(monkeypatch):
 def test_a_refused_command_line_leaves_no_run_directory(capsys):
     assert train(*TINY, "--config", "missing.yaml") == 2
     assert "--config missing.yaml: no such file" in capsys.readouterr().err
-    assert not [p for p in Path("runs").iterdir()]
+    assert not list(Path("runs").glob("*"))
 
 
 @pytest.fixture
@@ -215,3 +218,38 @@ def test_the_first_rows_of_a_session_replace_older_rows_from_their_step_on(tmp_p
     logger.log_metrics({"train/loss": 0.2, "epoch": 0}, step=7)  # later rows of the session only append
     logger.save()
     assert [step for step, _ in rows(tmp_path)] == [1, 3, 5, 7]
+
+
+class FlushAndDieAtStep(Callback):
+    """After optimiser step ``step`` of a run's first session, flush the loggers (as they do every so many
+    steps) and die by SIGKILL. A resumed session carries the callback in its config, and lives."""
+
+    def __init__(self, step: int = 10) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step and trainer.ckpt_path is None:
+            for logger in trainer.loggers:
+                logger.save()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_after_a_kill_past_the_last_checkpoint_the_resumed_run_logs_each_step_once():
+    env = {**{k: v for k, v in os.environ.items() if k != runs.RUN_DIR_ENV}, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent), str(ROOT)])}
+
+    def train_process(*args: str, runs_dir: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(ROOT / "train.py"), *METRICS, "--trainer.max_epochs", "2", *args],
+                              capture_output=True, text=True, env={**env, runs.RUNS_DIR_ENV: runs_dir}, timeout=300,
+                              stdin=subprocess.DEVNULL)
+
+    assert train_process(runs_dir="straight").returncode == 0
+    killed = train_process("--trainer.callbacks+=test_runs.FlushAndDieAtStep", "--trainer.callbacks.step", "11",
+                           runs_dir="killed")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    run = only_run(Path("killed"))
+    assert [step for step, _ in rows(run)] == [1, 3, 5, 6, 7, 9]  # steps 7 and 9 come after the epoch-0 checkpoint
+    resumed = train_process("--resume", "auto", runs_dir="killed")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert rows(run) == rows(only_run(Path("straight")))
