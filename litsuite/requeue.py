@@ -110,8 +110,8 @@ class PreemptionHandler(Callback):
         return (*signals, signal.SIGUSR1) if self.requeue else signals
 
     def _on_signal(self, signum: int, frame) -> None:
-        if os.getpid() != self._pid:
-            return  # a forked data-loader worker: its parent process stops it when the run stops
+        if self._active and os.getpid() != self._pid:
+            return  # a data-loader worker forked during training: its parent stops it when the run stops
         if self._active and not (signum in INSISTENT and signum in self.received):
             self.received.add(signum)  # only a flag: anything more could deadlock a collective in progress
             if signum == signal.SIGINT and self._trainer is not None and self._trainer.is_global_zero:

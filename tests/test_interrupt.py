@@ -164,3 +164,13 @@ def test_ctrl_c_reaching_every_ddp_rank_stops_them_together_and_the_run_resumes(
     resumed = run_in_own_group(*ddp, "--resume", "auto", env={"LITSUITE_RUNS_DIR": "ctrl-c"})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert weights(run)["global_step"] == 21
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_data_loader_workers_is_acknowledged_once_and_saves():
+    """The workers are in the terminal's process group too; they leave Ctrl-C to the training process."""
+    stopped = run_in_own_group(*COMMON, "--trainer.max_epochs", "3", "--data.init_args.num_workers", "2",
+                               *ctrl_c_at(17), env={"LITSUITE_RUNS_DIR": "ctrl-c"})
+    assert stopped.returncode == EXIT_INTERRUPTED, stopped.stdout[-3000:] + stopped.stderr[-3000:]
+    assert stopped.stderr.count("Ctrl-C: saving at the next training step") == 1
+    assert weights(only_run(Path("ctrl-c")))["global_step"] == 17
