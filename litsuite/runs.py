@@ -31,9 +31,14 @@ def runs_root() -> Path:
 
 
 def slurm_job() -> str | None:
-    """``slurm<job>`` (``slurm<array job>_<task>`` in an array) inside a SLURM job, else None."""
+    """``slurm<job>`` (``slurm<array job>_<task>`` in an array) inside a SLURM batch job, else None.
+
+    An interactive allocation (``salloc``, ``srun --pty bash``) is no batch job: runs started from its
+    shell one after another are separate runs, named by the clock (Lightning, too, manages them as
+    outside SLURM).
+    """
     job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
-    if not job:
+    if not job or os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive"):
         return None
     task = os.environ.get("SLURM_ARRAY_TASK_ID")
     return f"slurm{job}" + (f"_{task}" if task else "")

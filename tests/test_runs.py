@@ -124,6 +124,12 @@ def test_a_directory_with_the_job_name_but_not_made_by_the_job_is_not_adopted(sl
     assert runs.new_run_dir("capsule", "mnist").name == "capsule-mnist-slurm4242-2"
 
 
+def test_runs_started_one_after_another_in_an_interactive_allocation_are_separate_runs(slurm):
+    slurm.setenv("SLURM_JOB_NAME", "interactive")
+    first, second = runs.new_run_dir("capsule", "mnist"), runs.new_run_dir("capsule", "mnist")
+    assert first != second and "slurm" not in first.name
+
+
 def test_array_tasks_get_one_directory_each(slurm):
     slurm.setenv("SLURM_ARRAY_JOB_ID", "77")
     slurm.setenv("SLURM_ARRAY_TASK_ID", "3")
