@@ -77,10 +77,10 @@ def resolve_run(model: str, data: str, resume: str | None) -> tuple[Path, Path |
     if resume in (None, "auto"):
         if fixed:
             run_dir = Path(fixed)
-        elif resume == "auto" and (found := runs.newest_resumable(model)) is not None:
-            run_dir = found
+        elif resume == "auto" and (found := runs.job_run_dir(model, data) or runs.newest_resumable(model)):
+            run_dir = found  # a requeued SLURM job continues its own run, not whichever is newest
         else:
-            run_dir = runs.new_run_dir(model, data)
+            run_dir = runs.new_run_dir(model, data)  # created here: the name is taken from now on
         ckpt = run_dir / runs.LAST_CKPT
         return run_dir, ckpt if resume == "auto" and ckpt.is_file() else None
     path = Path(resume)
@@ -199,6 +199,7 @@ def main(argv: list[str]) -> int:
             logger = ns.logger or logger_of(config)
         args = cli_arguments(ns, model, data, logger, run_dir, rest, resumed)
     except (registry.ChoiceError, FrontEndError) as err:
+        runs.release_claims()  # no empty run directory left behind by a refused command line
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
     os.environ[runs.RUN_DIR_ENV] = str(run_dir)  # DDP ranks started by Lightning inherit it

@@ -1,4 +1,4 @@
-"""Stop on SIGUSR1/SIGTERM at a safe point, save a checkpoint that resumes exactly, requeue under SLURM.
+"""Stop on SIGUSR1/SIGTERM/SIGINT at a safe point, save a checkpoint that resumes exactly, requeue under SLURM.
 
 Lightning's own SLURM auto-requeue saves the checkpoint inside the signal handler, which runs a
 barrier wherever the main thread happened to be; under DDP that deadlocks now and then. Here the
@@ -7,6 +7,12 @@ whether any was signalled, all save ``last.ckpt`` (the file ``--resume auto`` re
 runs ``scontrol requeue`` on SIGUSR1, and training ends with :class:`TrainingStopped`. The save is
 mid-epoch, so the train loader is made resumable (:mod:`litsuite.resumable`) and the resumed run
 ends with the same weights as one never stopped.
+
+Ctrl-C (SIGINT) is treated like SIGTERM: without this, Lightning turns it into a KeyboardInterrupt
+and a "graceful shutdown" that saves nothing, and the epoch's work is lost. A terminal sends it to
+the whole foreground process group, so every DDP rank (and every data-loader worker) receives it;
+the ranks agree as for SIGTERM, and workers, which inherit the handler, leave it to their process.
+A second Ctrl-C falls through to Python's KeyboardInterrupt and Lightning's immediate shutdown.
 """
 
 from __future__ import annotations
@@ -22,10 +28,14 @@ import torch
 from lightning.fabric.plugins.environments import TorchElasticEnvironment
 from lightning.pytorch import Callback
 
+from litsuite.csv_logger import continue_metrics
 from litsuite.loggers import finish_wandb
 from litsuite.resumable import ResumableDataLoader, make_train_loader_resumable
 
 EXIT_TERMINATED = 128 + signal.SIGTERM  # the shell's code for "ended by SIGTERM"; the state is saved
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # the shell's code for "ended by Ctrl-C"; the state is saved
+# Signals whose second arrival ends the process at once: a person or a scheduler insisting.
+INSISTENT = (signal.SIGTERM, signal.SIGINT)
 # Under DDP the ranks compare their signal flags (one all-reduce) about this often, not at every step:
 # fast steps would otherwise pay a collective each. The step time is measured over CALIBRATION_STEPS.
 CHECK_EVERY_S = 0.5
@@ -68,7 +78,7 @@ class TrainingStopped(Exception):
 
 
 class PreemptionHandler(Callback):
-    """Turns SIGUSR1 (SLURM's warning before the time limit) and SIGTERM into a checkpoint and a clean stop.
+    """Turns SIGUSR1 (SLURM's warning before the time limit), SIGTERM and Ctrl-C into a checkpoint and a clean stop.
 
     Args:
         requeue: on SIGUSR1, run ``scontrol requeue`` for this job after saving. Set by
@@ -76,8 +86,9 @@ class PreemptionHandler(Callback):
 
     The signal is acted on at the end of a training batch that finishes an optimiser step and is
     not the last of its epoch (the epoch-end checkpoint follows shortly then), within about
-    ``CHECK_EVERY_S`` of training; it may wait out a validation run. A second SIGTERM ends the
-    process at once.
+    ``CHECK_EVERY_S`` of training; it may wait out a validation run. A second SIGTERM or Ctrl-C
+    ends the process at once. A process started with SIGINT ignored (``nohup``, ``&`` in a script)
+    keeps ignoring it.
     """
 
     def __init__(self, requeue: bool = False) -> None:
@@ -90,15 +101,25 @@ class PreemptionHandler(Callback):
         self._every: int | None = None  # steps between flag comparisons, the same on every rank
         self._calibration: tuple[int, float] = (0, 0.0)
         self._last_check = 0
+        self._pid = os.getpid()
 
     def _signals(self) -> tuple[int, ...]:
-        return (signal.SIGTERM, signal.SIGUSR1) if self.requeue else (signal.SIGTERM,)
+        signals = (signal.SIGTERM, signal.SIGINT)
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN and signal.SIGINT not in self._previous:
+            signals = (signal.SIGTERM,)  # started immune to Ctrl-C on purpose; stay so
+        return (*signals, signal.SIGUSR1) if self.requeue else signals
 
     def _on_signal(self, signum: int, frame) -> None:
-        if self._active and not (signum == signal.SIGTERM and signal.SIGTERM in self.received):
+        if self._active and os.getpid() != self._pid:
+            return  # a data-loader worker forked during training: its parent stops it when the run stops
+        if self._active and not (signum in INSISTENT and signum in self.received):
             self.received.add(signum)  # only a flag: anything more could deadlock a collective in progress
+            if signum == signal.SIGINT and self._trainer is not None and self._trainer.is_global_zero:
+                # os.write: print() could re-enter a buffered stream the main thread is in the middle of
+                os.write(2, b"\ntrain.py: Ctrl-C: saving at the next training step, then stopping; "
+                         b"press Ctrl-C again to stop at once without saving\n")
             return
-        # after training, or a second SIGTERM: behave as if this handler had never been installed
+        # after training, or a second SIGTERM/Ctrl-C: behave as if this handler had never been installed
         previous = self._previous.get(signum, signal.SIG_DFL)
         if callable(previous):
             previous(signum, frame)
@@ -125,6 +146,7 @@ class PreemptionHandler(Callback):
             self.received.clear()
             self._active = True
             self._trainer = trainer
+            self._pid = os.getpid()
             make_train_loader_resumable(trainer, pl_module)
             self._install()  # early, so a signal during start-up is kept rather than fatal
 
@@ -152,6 +174,7 @@ class PreemptionHandler(Callback):
         self._last_check = trainer.global_step
         # Lightning registers its SIGTERM handler after setup; it broadcasts inside the handler. Replace it.
         self._install()
+        continue_metrics(trainer)  # a resumed session's rows replace those logged after its checkpoint
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         self._uninstall()
@@ -182,12 +205,18 @@ class PreemptionHandler(Callback):
         requeue = self.requeue and trainer.strategy.reduce_boolean_decision(
             signal.SIGUSR1 in self.received, all=False
         )
+        # Ctrl-C names the stop only when no rank was sent SIGTERM (a scheduler's stop takes precedence)
+        interrupted = not requeue and not trainer.strategy.reduce_boolean_decision(
+            signal.SIGTERM in self.received, all=False
+        )
         path = self.save(trainer)
         where = f"step {trainer.global_step} (epoch {trainer.current_epoch}, batch {batch_idx})"
         if not requeue:
-            message = f"stopped on SIGTERM at {where}; saved {path}; continue with --resume auto"
+            cause, code = ("Ctrl-C (SIGINT)", EXIT_INTERRUPTED) if interrupted else ("SIGTERM", EXIT_TERMINATED)
+            message = (f"stopped on {cause} at {where}; saved {path}; continue with: "
+                       f"python train.py --resume {path.parent.parent} (or --resume auto for this model's newest run)")
             _announce(trainer, message)
-            raise TrainingStopped(message, EXIT_TERMINATED)
+            raise TrainingStopped(message, code)
         # Said before the requeue: once SLURM cancels the step, what the tasks print may no longer reach the log.
         _announce(trainer, f"preempted at {where}; saved {path}; requeueing SLURM job {slurm_job_id()}")
         # SLURM stops every process of the job once it is requeued, wandb's service among them: close
