@@ -54,7 +54,8 @@ class SuiteRichProgressBar(RichProgressBar):
     """Lightning's Rich bar, with the epoch counted from 1 (``Epoch 8/8``, not ``Epoch 7/7``).
 
     Lightning labels the bar with the 0-based epoch over ``max_epochs - 1``. The label is replaced
-    through the public ``progress`` and ``train_progress_bar_id`` once Lightning has made the task.
+    through the public ``progress`` and ``train_progress_bar_id`` once Lightning has made the task
+    (its own label shows for one frame before); the label itself is only made in a private method.
     """
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
