@@ -99,19 +99,20 @@ class SuiteCLI(LightningCLI):
         switched off (the preemption handler requeues instead, outside the signal handler). DDP
         strategies get the ``ddp_timeout_minutes`` timeout and the model's ``ddp_options``.
         """
-        extra = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
-        config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
-        configured = config.get("callbacks") or []
-        configured = configured if isinstance(configured, list) else [configured]
-        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in configured):
-            extra.append(progress_bar_for(self._get(self.config_init, "progress_every_s", default=PROGRESS_EVERY_S)))
-        if config.get("enable_model_summary") is not False and not any(isinstance(c, ModelSummary) for c in configured):
-            extra.append(SuiteModelSummary())
+        config = {**(self.config_init.get("trainer") or {}), **kwargs}
+        callbacks = config.get("callbacks") or []
+        callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+        added = []
+        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            added.append(progress_bar_for(self.config_init.get("progress_every_s", PROGRESS_EVERY_S)))
+        if config.get("enable_model_summary") is not False and not any(isinstance(c, ModelSummary) for c in callbacks):
+            added.append(SuiteModelSummary())
         under_slurm = slurm_batch_job()
-        if not any(isinstance(c, PreemptionHandler) for c in configured):
-            extra.append(PreemptionHandler(requeue=under_slurm))
-        config["plugins"] = self._plugins(config, under_slurm)
-        trainer = self._instantiate_trainer(config, extra)
+        if not any(isinstance(c, PreemptionHandler) for c in callbacks):
+            added.append(PreemptionHandler(requeue=under_slurm))
+        # LightningCLI adds the checkpoint section's callback and the config saver to these
+        kwargs = {**kwargs, "callbacks": callbacks + added, "plugins": self._plugins(config, under_slurm)}
+        trainer = super().instantiate_trainer(**kwargs)
         if trainer.is_global_zero and any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
             silence_wandb_settings_warning()
         if isinstance(trainer.strategy, DDPStrategy):
@@ -128,7 +129,7 @@ class SuiteCLI(LightningCLI):
         resolution, so the two values are set on the strategy the Trainer built; DDPStrategy reads
         them at the start of fit, when it creates the process group and wraps the model.
         """
-        minutes = self._get(self.config_init, "ddp_timeout_minutes", default=DDP_TIMEOUT_MINUTES)
+        minutes = self.config_init.get("ddp_timeout_minutes", DDP_TIMEOUT_MINUTES)
         strategy._timeout = timedelta(minutes=minutes)
         # a model's options (class attribute ``ddp_options``); a strategy configured with its own values keeps them
         for key, value in (getattr(self.model, "ddp_options", None) or {}).items():
