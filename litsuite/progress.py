@@ -64,7 +64,9 @@ class SuiteRichProgressBar(RichProgressBar):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        if batch_idx == 0 or self.train_progress_bar.description.strip() != self._label(trainer):
+        if self.progress is None or self.train_progress_bar_id is None:  # disabled, e.g. on ranks other than zero
+            return
+        if self.train_progress_bar.description.strip() != self._label(trainer):
             self._relabel(trainer)  # a run resumed mid-epoch makes its task here, with Lightning's label
 
     def _label(self, trainer) -> str:

@@ -79,3 +79,17 @@ def test_print_config_is_yaml_that_config_accepts(tmp_path):
     again = run_script("train.py", "--model", "linear_ae", "--logger", "none", "--config", str(config),
                        "--trainer.fast_dev_run", "true", "--trainer.accelerator", "cpu")
     assert again.returncode == 0, again.stderr[-2000:]
+
+
+def test_a_disabled_rich_bar_trains_silently():
+    """Lightning disables the bar on every rank but zero; it must then neither draw nor fail."""
+    screen = io.StringIO()
+    bar = SuiteRichProgressBar(console_kwargs={"file": screen, "force_terminal": True})
+    bar.disable()
+    try:
+        trainer = Trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=0, callbacks=[bar], logger=False,
+                          enable_checkpointing=False, enable_model_summary=False, accelerator="cpu")
+        trainer.fit(BoringModel())
+    finally:
+        rich.reconfigure()
+    assert "Epoch" not in screen.getvalue()
