@@ -2,7 +2,7 @@
 
 jsonargparse reports a bad value nested inside the union of every type a section accepts (a
 model section says "Does not validate against any of the Union subtypes" before it reaches the
-key; jsonargparse issue #695). It chains its exceptions, one per level (``Parser key "model"`` →
+key; omni-us/jsonargparse#695). It chains its exceptions, one per level (``Parser key "model"`` →
 ``Problem with given class_path ...`` → ``Parser key "k"`` → the value error), so the key path is
 read level by level from that chain rather than from the combined text. A YAML syntax error is
 found before jsonargparse reads the file, which would report it without the file's name.

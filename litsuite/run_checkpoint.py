@@ -1,6 +1,6 @@
 """The run's ModelCheckpoint: ``best-*.ckpt`` by the monitored metric, and a ``last.ckpt`` that is always the latest.
 
-Since Lightning 2.6 (Lightning-AI/pytorch-lightning#21244, for issue #20245), ``save_last=True``
+Since Lightning 2.6 (Lightning-AI/pytorch-lightning#21244, fixing #20245 there), ``save_last=True``
 means "a copy of every checkpoint saved", as documented: ``last.ckpt`` is written only at a step
 where a top-k checkpoint was saved too, so with ``save_top_k=1`` only when the monitored metric
 improved. ``last.ckpt`` is what ``--resume auto``, SIGKILL recovery and SLURM requeues continue
