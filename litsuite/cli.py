@@ -151,8 +151,9 @@ class SuiteCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         """Build model, data and Trainer; a class that refuses its arguments is reported by its own error.
 
-        jsonargparse wraps such an error in the text of every type the section accepts (omni-us/jsonargparse#695
-        there), with the class's own exception as the innermost cause; that one is raised instead.
+        jsonargparse wraps such an error in the text of every type the section accepts
+        (omni-us/jsonargparse#695), with the class's own exception as the innermost cause; that one
+        is raised instead.
         """
         try:
             super().instantiate_classes()
