@@ -136,8 +136,8 @@ def override_keys(rest: list[str]) -> list[str]:
 
 def check_pass_through(rest: list[str]) -> None:
     """Reject stray positional words and unknown top-level sections before the heavy imports."""
-    sections = ("model", "data", "trainer", "checkpoint", "seed_everything", "ddp_timeout_minutes", "print_config",
-                "help")
+    sections = ("model", "data", "trainer", "checkpoint", "seed_everything", "ddp_timeout_minutes", "progress_every_s",
+                "print_config", "help")
     if rest and not rest[0].startswith("-"):
         raise FrontEndError(f"unexpected argument '{rest[0]}'; options look like --model.k 32")
     for key in override_keys(rest):
