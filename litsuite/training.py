@@ -41,7 +41,14 @@ class Attempt:
         self.run_dir, self.fresh = run_dir, fresh
         self.config_path = run_dir / runs.CONFIG_NAME
         self.config_before = self.config_path.read_bytes() if not fresh and self.config_path.is_file() else None
+        # its time too: runs are ordered by it (``--resume auto``, ``evaluate.py --run last``)
+        self.config_times = self._times(self.config_path) if self.config_before is not None else None
         self.checkpoints_before = self._checkpoints()
+
+    @staticmethod
+    def _times(path: Path) -> tuple[int, int]:
+        stat = path.stat()
+        return stat.st_atime_ns, stat.st_mtime_ns
 
     def _checkpoints(self) -> dict[str, int]:
         found = {}
@@ -60,7 +67,9 @@ class Attempt:
         if self.fresh and not saved:
             shutil.rmtree(self.run_dir, ignore_errors=True)
         elif self.config_before is not None and saved == self.checkpoints_before:
-            self.config_path.write_bytes(self.config_before)
+            if not self.config_path.is_file() or self.config_path.read_bytes() != self.config_before:
+                self.config_path.write_bytes(self.config_before)
+            os.utime(self.config_path, ns=self.config_times)
 
     def fail(self, message: str, code: int = EXIT_ERROR) -> int:
         """Print one line on stderr, undo this session's files, and return the exit code."""
