@@ -12,6 +12,7 @@ import json
 import netrc
 import os
 import socket
+import sys
 import threading
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -163,7 +164,7 @@ def finish_wandb(trainer, teardown: bool = False) -> None:
                 logger.experiment.finish()
             except Exception as err:  # noqa: BLE001 - wandb raises several kinds when its service has died
                 print(f"wandb: could not close this session's run ({type(err).__name__}: {err}); "
-                      f"what it wrote so far stays in {logger.save_dir}", flush=True)
+                      f"what it wrote so far stays in {logger.save_dir}", file=sys.stderr, flush=True)
     if teardown and used:
         import wandb
 

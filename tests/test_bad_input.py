@@ -167,6 +167,18 @@ def test_too_many_processes_counts_only_cpu_processes():
     assert preflight.too_many_processes(8, 2, 8, "CUDAAccelerator") is None  # Lightning checks GPUs itself
 
 
+def test_more_gpus_than_exist_are_named_in_one_line(monkeypatch):
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from litsuite.training import describe_misconfiguration
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    lightning_says = MisconfigurationException("You requested gpu: [0, 1, 2]\n But your machine only has: [0]")
+    line = describe_misconfiguration(lightning_says)
+    assert "this machine has 1 GPU" in line and "--devices 3 asks for more GPUs" in line
+    assert "--devices 1 or fewer" in line and "\n" not in line
+
+
 # --------------------------------------------------------------------------- folders
 
 
@@ -391,3 +403,4 @@ def test_submit_still_writes_a_script_for_known_names(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert len(list(out_dir.glob("*.sbatch"))) == 1
     shutil.rmtree(out_dir)
+
