@@ -220,6 +220,7 @@ def main(argv: list[str]) -> int:
         # a resumed run continues with the config it saved, not with whatever the registry holds now
         resumed = ckpt is not None and (run_dir / runs.CONFIG_NAME).is_file()
         logger = ns.logger or "wandb"
+        config: dict = {}
         if resumed:
             config = saved_config(run_dir)
             data = check_same_run(config, run_dir, model, asked_data)
@@ -237,7 +238,8 @@ def main(argv: list[str]) -> int:
     if notice and os.environ.get("SLURM_PROCID", "0") == "0":  # under srun every task runs this front end
         print(notice, file=sys.stderr, flush=True)  # stderr: stdout may be --print_config's YAML
     os.environ[runs.RUN_DIR_ENV] = str(run_dir)  # DDP ranks started by Lightning inherit it
-    class_path = registry.model_class_path(model)
+    # the class the run's own config builds (a resumed run may predate a change to the registry)
+    class_path = registry.class_path_of(config, "model") or registry.model_class_path(model)
 
     from litsuite.training import fit  # heavy imports start here
 
