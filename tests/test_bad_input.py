@@ -102,13 +102,14 @@ def test_bad_sizes_from_a_config_file_are_one_line(tmp_path, capsys):
         assert no_runs()
 
 
-def test_zero_epochs_from_a_config_file_says_nothing_was_trained_and_keeps_no_run(tmp_path, capsys):
+def test_zero_epochs_from_a_config_file_says_nothing_was_trained_and_keeps_no_run(tmp_path, capsys, caplog):
+    caplog.set_level("INFO")  # Lightning's info lines, the "done:" one among them, are log records
     (tmp_path / "zero.yaml").write_text("trainer:\n  max_epochs: 0\n")
     assert train("--model", "linear_ae", *QUICK, "--config", "zero.yaml") == 1
     out = capsys.readouterr()
     (line,) = error_lines(out.err)
     assert "nothing was trained" in line and "max_epochs 0" in line
-    assert "done:" not in out.out + out.err
+    assert "done:" not in out.out + out.err + caplog.text and "`Trainer.fit` stopped" in caplog.text
     assert no_runs()
 
 
@@ -122,7 +123,8 @@ def test_a_config_error_exits_with_the_bad_command_line_code(capsys):
 # --------------------------------------------------------------------------- hardware
 
 
-def test_more_cpu_processes_than_cores_are_refused_before_any_start(capsys):
+def test_more_cpu_processes_than_cores_are_refused_before_any_start(capsys, caplog):
+    caplog.set_level("INFO")
     cores = preflight.cpu_cores()
     asked = cores * 500
     assert train("--model", "linear_ae", *QUICK, "--devices", str(asked)) == 2
@@ -130,7 +132,7 @@ def test_more_cpu_processes_than_cores_are_refused_before_any_start(capsys):
     (line,) = error_lines(out.err)
     assert f"this machine has {cores} CPU core" in line and f"--devices {asked} would start {asked} processes" in line
     assert f"--devices {cores} or fewer" in line and "--oversubscribe" in line
-    assert "effective batch" not in out.out + out.err
+    assert "effective batch" not in out.out + out.err + caplog.text and "GPU available" in caplog.text
     assert no_runs()
 
 
@@ -292,11 +294,10 @@ def test_weights_that_do_not_fit_are_one_line_and_the_runs_config_is_restored(tr
     assert config.read_bytes() == before  # LightningCLI rewrote it at the start of fit; it is put back
 
 
-def test_resuming_a_finished_run_says_nothing_more_was_trained(trained_run, capsys):
-    capsys.readouterr()
+def test_resuming_a_finished_run_says_nothing_more_was_trained(trained_run, caplog):
+    caplog.set_level("INFO")
     assert train("--resume", str(trained_run), "--trainer.max_epochs", "1") == 0
-    out = capsys.readouterr()
-    assert "nothing more to train" in out.out + out.err and "done: checkpoints" not in out.out + out.err
+    assert "nothing more to train" in caplog.text and "done: checkpoints" not in caplog.text
 
 
 @pytest.mark.parametrize(
