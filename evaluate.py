@@ -8,15 +8,22 @@ Writes ``reports/<run>/report.md`` and a self-contained ``report.html`` with the
 them, and logs metrics and figures to the run's logger (wandb: the same run id, offline without a key).
 """
 
-import argparse
+import shutil
 import sys
 from pathlib import Path
 
-from litsuite import runs
+from litsuite import preflight, registry, runs
+from litsuite.frontend import OneLineParser, logger_of
+from litsuite.loggers import LoggerSetupError, choose_wandb_mode
+
+
+def fail(message: str, code: int = 1) -> int:
+    print(f"evaluate.py: error: {message}", file=sys.stderr, flush=True)
+    return code
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="evaluate.py", description=__doc__.split("\n")[0], allow_abbrev=False)
+    parser = OneLineParser(prog="evaluate.py", description=__doc__.split("\n")[0], allow_abbrev=False)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", help="'last', a run name or a run directory")
     which.add_argument("--ckpt", help="a checkpoint file inside a run directory")
@@ -37,26 +44,60 @@ def main(argv: list[str]) -> int:
     try:
         run_dir = runs.resolve_run(ns.run or ns.ckpt)
         ckpt = Path(ns.ckpt) if ns.ckpt else runs.pick_checkpoint(run_dir, ns.checkpoint)
-    except FileNotFoundError as err:
-        print(f"evaluate.py: error: {err}", file=sys.stderr)
-        return 2
+        preflight.check_writable(Path(ns.out), "--out", "pass --out with a folder you can write")
+    except (FileNotFoundError, preflight.PreflightError) as err:
+        return fail(str(err), 2)
+    config_path = run_dir / runs.CONFIG_NAME
+    config = registry.load_yaml(config_path) if config_path.is_file() else None
+    kind = ns.logger if ns.logger != "auto" else logger_of(config or {})
+    try:
+        if kind == "wandb" and (notice := choose_wandb_mode(run_dir)):
+            print(notice, file=sys.stderr, flush=True)
+    except LoggerSetupError as err:
+        return fail(str(err))
 
     from litsuite.checkpoint_io import checkpoint_problem  # heavy imports start here
 
-    if problem := checkpoint_problem(ckpt):
-        print(f"evaluate.py: error: {problem}", file=sys.stderr)
-        return 2
-    if not (run_dir / runs.CONFIG_NAME).is_file():
-        print(
-            f"evaluate.py: error: {ckpt} is not inside a run directory ({run_dir} has no config.yaml); "
+    if problem := checkpoint_problem(ckpt, registry.class_path_of(config or {}, "model")):
+        return fail(problem, 2)
+    if config is None:
+        return fail(
+            f"{ckpt} is not inside a run directory ({run_dir} has no config.yaml); "
             "pass a checkpoint from runs/<run>/checkpoints/ or --run <run>",
-            file=sys.stderr,
+            2,
         )
-        return 2
+    return _evaluate(run_dir, ckpt, ns.logger, Path(ns.out))
 
+
+def _evaluate(run_dir: Path, ckpt: Path, logger: str, out_root: Path) -> int:
+    """Test and report; any failure is one line, and a report folder this call made is removed again."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from datamodules.base import DataError
     from evaluation.run import evaluate
+    from litsuite.checkpoint_io import describe_state_dict_mismatch
+    from litsuite.cli import ConfigError
 
-    report = evaluate(run_dir, ckpt, ns.logger, Path(ns.out))
+    out_dir = out_root / run_dir.name
+    made = not out_dir.exists()
+
+    def undo() -> None:
+        if made:
+            shutil.rmtree(out_dir, ignore_errors=True)
+
+    try:
+        report = evaluate(run_dir, ckpt, logger, out_root)
+    except (ConfigError, DataError, MisconfigurationException) as err:
+        undo()
+        return fail(" ".join(str(err).split()))
+    except RuntimeError as err:
+        undo()
+        if (detail := describe_state_dict_mismatch(str(err))) is None:
+            raise
+        return fail(f"{ckpt} does not fit the model its run's config.yaml builds ({detail})")
+    except BaseException:
+        undo()
+        raise
     print(f"report: {report} (and {report.with_suffix('.html')})")
     return 0
 

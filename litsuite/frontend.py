@@ -14,8 +14,8 @@ import re
 import sys
 from pathlib import Path
 
-from litsuite import registry, runs
-from litsuite.loggers import LOGGERS, choose_wandb_mode, logger_config
+from litsuite import preflight, registry, runs
+from litsuite.loggers import LOGGERS, LoggerSetupError, choose_wandb_mode, logger_config
 
 EXAMPLES = """\
 examples:
@@ -32,15 +32,26 @@ Every other --model.X, --data.X, --trainer.X, --checkpoint.X, --seed_everything 
 shows them all. A resumed run starts from its own saved config.yaml (its model, data and settings);
 options given with --resume apply on top of it. Exit codes: 0 done (or stopped and requeued under
 SLURM), 1 error, 2 bad command line, 143 stopped by SIGTERM after saving checkpoints/last.ckpt
-(continue with --resume auto)."""
+(continue with --resume auto).
+
+Checked before anything starts: sizes (--devices, --num_nodes, --trainer.max_epochs,
+--data.init_args.batch_size, ...), a writable runs folder, and on CPU no more processes than cores
+(--oversubscribe to start more anyway). Under SLURM the job's own sizes are trusted."""
 
 
 class FrontEndError(ValueError):
     """A problem in the command line, reported as one line."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad command line is answered with its error line alone (no usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="train.py",
         description="Train a litsuite model. Runs land in runs/<model>-<data>-<stamp>/ (config, checkpoints, logs).",
         epilog=EXAMPLES,
@@ -58,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", metavar="auto|PATH", help="auto: newest run of this model; or a run dir / .ckpt (--model optional)"
     )
     parser.add_argument("--config", action="append", default=[], metavar="YAML", help="extra config file (repeatable)")
+    parser.add_argument(
+        "--oversubscribe",
+        action="store_true",
+        help="on CPU, start more processes than the machine has cores (refused otherwise: they would thrash)",
+    )
     return parser
 
 
@@ -181,6 +197,10 @@ def main(argv: list[str]) -> int:
     ns, rest = parser.parse_known_args(argv)
     try:
         model = ns.model
+        if ns.resume not in (None, "auto") and not Path(ns.resume).exists():
+            raise FrontEndError(
+                f"--resume {ns.resume}: no such file or folder; pass a run directory, a .ckpt file or 'auto'"
+            )
         if not model and ns.resume not in (None, "auto"):
             model = model_of(saved_config(runs.run_dir_of(Path(ns.resume))))
         if not model:
@@ -189,25 +209,42 @@ def main(argv: list[str]) -> int:
         asked_data = registry.data_config(ns.data).stem if ns.data else None
         data = asked_data or registry.default_data_of(model)
         check_pass_through(rest)
+        preflight.check_sizes(ns.devices, ns.num_nodes, rest)
+        preflight.check_multi_node(ns.num_nodes)
+        if ns.resume in (None, "auto") and not os.environ.get(runs.RUN_DIR_ENV):  # before a run directory is made
+            fix = f"set {runs.RUNS_DIR_ENV} to a folder you can write"
+            preflight.check_writable(runs.runs_root(), "runs folder", fix)
         run_dir, ckpt = resolve_run(model, data, ns.resume)
+        if ckpt is None:  # a new run is made inside the runs folder; a resumed one writes into its own
+            preflight.check_writable(run_dir.parent, "runs folder", f"set {runs.RUNS_DIR_ENV} to a folder you can write")
+        else:
+            preflight.check_writable(run_dir, "run directory", "copy the run somewhere writable and resume it there")
         # a resumed run continues with the config it saved, not with whatever the registry holds now
         resumed = ckpt is not None and (run_dir / runs.CONFIG_NAME).is_file()
         logger = ns.logger or "wandb"
+        config: dict = {}
         if resumed:
             config = saved_config(run_dir)
             data = check_same_run(config, run_dir, model, asked_data)
             logger = ns.logger or logger_of(config)
         args = cli_arguments(ns, model, data, logger, run_dir, rest, resumed)
-    except (registry.ChoiceError, FrontEndError) as err:
+    except (registry.ChoiceError, FrontEndError, preflight.PreflightError) as err:
         runs.release_claims()  # no empty run directory left behind by a refused command line
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
-    os.environ[runs.RUN_DIR_ENV] = str(run_dir)  # DDP ranks started by Lightning inherit it
-    notice = choose_wandb_mode(run_dir) if logger == "wandb" else None
+    try:
+        only_prints = any(a.split("=")[0] in ("--print_config", "--help", "-h") for a in rest)
+        notice = choose_wandb_mode(run_dir) if logger == "wandb" and not only_prints else None
+    except LoggerSetupError as err:
+        runs.release_claims()
+        print(f"train.py: error: {err}", file=sys.stderr)
+        return 1
     if notice and os.environ.get("SLURM_PROCID", "0") == "0":  # under srun every task runs this front end
-        print(notice, flush=True)
-    class_path = registry.model_class_path(model)
+        print(notice, file=sys.stderr, flush=True)  # stderr: stdout may be --print_config's YAML
+    os.environ[runs.RUN_DIR_ENV] = str(run_dir)  # DDP ranks started by Lightning inherit it
+    # the class the run's own config builds (a resumed run may predate a change to the registry)
+    class_path = registry.class_path_of(config, "model") or registry.model_class_path(model)
 
     from litsuite.training import fit  # heavy imports start here
 
-    return fit(args, class_path, run_dir, ckpt)
+    return fit(args, class_path, run_dir, ckpt, oversubscribe=ns.oversubscribe)

@@ -1,7 +1,9 @@
 """Logger choice for ``--logger wandb|csv|none``, expressed as LightningCLI config.
 
-wandb goes online only when an API key is configured; otherwise it is switched to offline mode
-before anything imports wandb, so a run never prompts for a login or waits on the network.
+wandb goes online only when an API key is configured and its server answers within a few seconds;
+otherwise it is switched to offline mode before anything imports wandb, so a run never prompts for
+a login or stalls on the network. ``WANDB_MODE=online`` set by hand is a demand: when it cannot be
+met (no key, server out of reach) the run fails in one line instead of logging somewhere else.
 """
 
 from __future__ import annotations
@@ -9,11 +11,23 @@ from __future__ import annotations
 import json
 import netrc
 import os
+import socket
+import sys
+import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 LOGGERS = ("wandb", "csv", "none")
 WANDB_ID_ENV = "LITSUITE_WANDB_ID"  # set by the SLURM templates so a requeued job continues its run
 WANDB_PROJECT_ENV = "LITSUITE_WANDB_PROJECT"
+DEFAULT_WANDB_URL = "https://api.wandb.ai"
+# wandb.init retries for about 90 s before it gives up on an unreachable server; a reachable one
+# accepts a TCP connection well within this.
+REACH_TIMEOUT_S = 4.0
+
+
+class LoggerSetupError(RuntimeError):
+    """A logger that was asked for explicitly and cannot work; the message names the fix."""
 
 
 def wandb_key_configured() -> bool:
@@ -27,16 +41,73 @@ def wandb_key_configured() -> bool:
     return any("wandb" in host for host in hosts)
 
 
+def wandb_server() -> tuple[str, int]:
+    """Host and port of the wandb server runs would log to (``WANDB_BASE_URL``, else wandb's own)."""
+    url = urlsplit(os.environ.get("WANDB_BASE_URL") or DEFAULT_WANDB_URL)
+    return url.hostname or "api.wandb.ai", url.port or (80 if url.scheme == "http" else 443)
+
+
+def unreachable(host: str, port: int, timeout: float = REACH_TIMEOUT_S) -> str | None:
+    """Why ``host:port`` does not accept a TCP connection within ``timeout`` seconds; None when it does.
+
+    Name resolution is not bounded by a socket timeout (a resolver may retry for longer), so the
+    whole attempt runs in a daemon thread that is abandoned when the time is up.
+    """
+    outcome: list[str | None] = []
+
+    def attempt() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as err:
+            outcome.append(err.strerror or str(err) or type(err).__name__)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return outcome[0] if outcome else f"no answer within {timeout:g} s"
+
+
+_reached: set[tuple[str, int]] = set()
+
+
+def _is_rank_zero() -> bool:
+    """Only global rank zero logs to wandb; the other ranks need no key and no network."""
+    return all(os.environ.get(name, "0") == "0" for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"))
+
+
 def choose_wandb_mode(run_dir: Path) -> str | None:
-    """Set ``WANDB_MODE=offline`` when no key is configured; return a one-line notice, or None."""
+    """Decide online or offline before wandb is imported; return a one-line notice for stderr, or None.
+
+    Offline (with a notice) when no API key is configured or the server does not answer within
+    :data:`REACH_TIMEOUT_S`, unless ``WANDB_MODE=online`` was set by hand: then
+    :class:`LoggerSetupError`. Any other ``WANDB_MODE`` is left as it is.
+    """
     os.environ.setdefault("WANDB_SILENT", "true")
-    if os.environ.get("WANDB_MODE") or wandb_key_configured():
+    mode = os.environ.get("WANDB_MODE")
+    if mode not in (None, "", "online") or not _is_rank_zero():
         return None
+    upload = f"upload later with: wandb sync {run_dir / 'wandb'}/offline-run-*"
+    if not wandb_key_configured():
+        if mode == "online":
+            raise LoggerSetupError(
+                "WANDB_MODE=online but no wandb API key is configured; run `wandb login` "
+                "(or set WANDB_API_KEY), or leave WANDB_MODE unset to log offline"
+            )
+        os.environ["WANDB_MODE"] = "offline"
+        return f"wandb: no API key configured, logging offline; {upload}"
+    host, port = wandb_server()
+    why = None if (host, port) in _reached else unreachable(host, port)
+    if why is None:
+        _reached.add((host, port))  # evaluate.py asks twice; the second answer costs no second probe
+        return None
+    if mode == "online":
+        raise LoggerSetupError(
+            f"WANDB_MODE=online but the wandb server {host}:{port} is not reachable ({why}); "
+            "leave WANDB_MODE unset to log offline when it cannot be reached, or set WANDB_MODE=offline"
+        )
     os.environ["WANDB_MODE"] = "offline"
-    return (
-        "wandb: no API key configured, logging offline; upload later with: "
-        f"wandb sync {run_dir / 'wandb'}/offline-run-*"
-    )
+    return f"wandb: {host}:{port} not reachable ({why}), logging offline; {upload}"
 
 
 def wandb_id(run_dir: Path) -> str:
@@ -93,7 +164,7 @@ def finish_wandb(trainer, teardown: bool = False) -> None:
                 logger.experiment.finish()
             except Exception as err:  # noqa: BLE001 - wandb raises several kinds when its service has died
                 print(f"wandb: could not close this session's run ({type(err).__name__}: {err}); "
-                      f"what it wrote so far stays in {logger.save_dir}", flush=True)
+                      f"what it wrote so far stays in {logger.save_dir}", file=sys.stderr, flush=True)
     if teardown and used:
         import wandb
 

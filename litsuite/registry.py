@@ -1,14 +1,14 @@
 """The model and data set registry: one YAML file per name under ``configs/``.
 
-This module imports neither torch nor Lightning, so that a wrong name is answered at once.
+This module imports neither torch nor Lightning, so that a wrong name is answered at once; names
+are checked with the standard library alone (``slurm/submit.py`` runs where PyYAML may be missing),
+and YAML is read only when a file's contents are needed.
 """
 
 from __future__ import annotations
 
 import difflib
 from pathlib import Path
-
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "configs"
@@ -61,6 +61,8 @@ def pairing_config(model: str, data: str) -> Path | None:
 
 def load_yaml(path: Path) -> dict:
     """Read a YAML mapping; an empty file gives ``{}``."""
+    import yaml
+
     with open(path, encoding="utf-8") as f:
         return yaml.safe_load(f) or {}
 

@@ -51,6 +51,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as `python slurm/submit.py`: the registry lives in the repository's package
+
+from litsuite import registry  # noqa: E402 - needs the path above; standard library only
+
 TEMPLATES = REPO / "slurm" / "templates"
 PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 EMPTY_DIRECTIVE = re.compile(r"^#SBATCH\s+--[\w-]+=\s*$")
@@ -119,6 +123,16 @@ def template_path(name: str) -> Path:
         known = ", ".join(sorted(t.stem for t in TEMPLATES.glob("*.sbatch")))
         raise SystemExit(f"submit.py: no template {name!r}; choose one of: {known}")
     return path
+
+
+def check_names(model: str, train_args: list[str]) -> None:
+    """Check --model, and train.py's --data if given, against the registry before anything is written."""
+    registry.model_config(model)
+    for i, arg in enumerate(train_args):
+        if arg == "--data" and i + 1 < len(train_args):
+            registry.data_config(train_args[i + 1])
+        elif arg.startswith("--data="):
+            registry.data_config(arg.partition("=")[2])
 
 
 def build_values(args: argparse.Namespace, train_args: list[str], is_sweep: bool) -> dict[str, str]:
@@ -213,6 +227,11 @@ def pretty(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args, train_args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        check_names(args.model, train_args)
+    except registry.ChoiceError as err:
+        print(f"submit.py: error: {err}", file=sys.stderr)
+        return 2
     tpl = template_path(args.template)
     is_sweep = "{{array}}" in tpl.read_text()
     values = build_values(args, train_args, is_sweep)

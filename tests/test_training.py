@@ -168,7 +168,7 @@ def test_closing_wandb_after_its_service_died_is_one_line_and_happens_once(tmp_p
     finish_wandb(SimpleNamespace(is_global_zero=False, loggers=[logger]))
     assert DeadService.calls == 0  # only rank zero owns the run
     finish_wandb(SimpleNamespace(is_global_zero=True, loggers=[logger]))
-    out = capsys.readouterr().out.strip().splitlines()
+    out = capsys.readouterr().err.strip().splitlines()  # a notice: stderr
     assert DeadService.calls == 1 and len(out) == 1
     assert "could not close this session's run (ConnectionResetError: Connection lost)" in out[0]
     # before a requeue the connection to wandb's service is closed as well, and its failure is not fatal
@@ -191,7 +191,7 @@ def test_resuming_with_another_linear_ae_optimizer_is_refused_in_one_line(monkey
     capsys.readouterr()
     assert train("--resume", str(run), "--model.optimizer", "gauss_newton", "--trainer.max_epochs", "2") != 0
     out = capsys.readouterr()
-    (line,) = [ln for ln in out.out.splitlines() if ln.startswith("train.py: error:")]
+    (line,) = [ln for ln in out.err.splitlines() if ln.startswith("train.py: error:")]
     assert "trained with --model.optimizer adam" in line and "resume it with --model.optimizer adam" in line
     assert "Traceback" not in out.out + out.err
     assert "optimizer: adam" in (run / "config.yaml").read_text()  # the refused resume left the run's config
