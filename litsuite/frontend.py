@@ -211,12 +211,12 @@ def main(argv: list[str]) -> int:
         check_pass_through(rest)
         preflight.check_sizes(ns.devices, ns.num_nodes, rest)
         preflight.check_multi_node(ns.num_nodes)
+        fix = f"set {runs.RUNS_DIR_ENV} to a folder you can write"
         if ns.resume in (None, "auto") and not os.environ.get(runs.RUN_DIR_ENV):  # before a run directory is made
-            fix = f"set {runs.RUNS_DIR_ENV} to a folder you can write"
             preflight.check_writable(runs.runs_root(), "runs folder", fix)
         run_dir, ckpt = resolve_run(model, data, ns.resume)
         if ckpt is None:  # a new run is made inside the runs folder; a resumed one writes into its own
-            preflight.check_writable(run_dir.parent, "runs folder", f"set {runs.RUNS_DIR_ENV} to a folder you can write")
+            preflight.check_writable(run_dir.parent, "runs folder", fix)
         else:
             preflight.check_writable(run_dir, "run directory", "copy the run somewhere writable and resume it there")
         # a resumed run continues with the config it saved, not with whatever the registry holds now
