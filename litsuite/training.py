@@ -20,6 +20,7 @@ from litsuite.cli import ConfigError, SuiteCLI, one_line
 from litsuite.guards import NonFiniteLossError, describe_failure
 from litsuite.loggers import finish_wandb
 from litsuite.requeue import TrainingStopped, slurm_batch_job
+from litsuite.sizing import SizeError, size_summary
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2  # a bad command line or config value, as for argparse
@@ -165,6 +166,10 @@ def _fit(attempt: Attempt, args: list[str], model_class_path: str, ckpt: Path | 
         return attempt.fail(one_line(str(err)))
     if problem := sizes_problem(cli, oversubscribe):  # before any process is started or file made
         return attempt.fail(problem, EXIT_USAGE)
+    try:  # parameters and memory per step, measured on a copy; refused when a step cannot fit
+        rank_zero_info(size_summary(cli.model, cli.datamodule, cli.trainer))
+    except SizeError as err:
+        return attempt.fail(str(err), EXIT_USAGE)
     try:
         if _local_rank() == 0:  # fail on missing data before the Trainer makes any file
             cli.datamodule.prepare_data()
