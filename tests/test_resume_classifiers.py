@@ -2,8 +2,9 @@
 
 ``linear_ae`` draws none, so its resume tests cannot tell whether the random generators travel in
 the checkpoint. Here a SIGTERM lands mid-epoch in a run with dropout or random shifts and two
-loader worker processes; the resumed run must end with the weights of a run never stopped, and a
-run whose checkpoints leave the generators out must not.
+loader worker processes, or a second session trains a run on to more epochs; the resumed run must
+end with the weights of a run never stopped, and a run whose checkpoints leave the generators out
+must not.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from conftest import FAST, only_run, train
 from test_recovery import assert_same_training, run_train, signal_at, state
 from torch.utils.data import DataLoader, TensorDataset
 
+from datamodules.synthetic import SyntheticDataModule
 from litsuite.callbacks import RNGStateCheckpoint
 from litsuite.requeue import EXIT_TERMINATED
 from litsuite.resumable import ResumableDataLoader, resumable
@@ -44,6 +46,19 @@ def test_only_the_resumed_epoch_leaves_batches_out(workers):
     epochs = [[int(batch[0][0]) for batch in loader] for _ in range(3)]
     assert epochs == [[15, 20, 25, 30, 35], list(range(0, 40, 5)), list(range(0, 40, 5))]
     assert len(loader) == 8 and loader.state_dict() == {"batches_done": 8}
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_building_a_loader_iterator_leaves_the_global_random_stream_alone(split):
+    """A resumed process builds its validation iterator where the uninterrupted one did not (persistent
+    workers build it once per process): it must not shift the stream dropout and shifts draw from."""
+    dm = SyntheticDataModule(num_samples=64)
+    dm.setup("fit")
+    loader = getattr(dm, f"{split}_dataloader")()
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    next(iter(loader))
+    assert torch.equal(torch.get_rng_state(), before)
 
 
 def train_ok(*args: str, runs: str) -> Path:
