@@ -107,6 +107,11 @@ class ArrayDataModule(LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             collate_fn=collate_stacked,
+            # Without a generator of its own, building an iterator draws a seed from torch's global
+            # generator. Persistent workers build one per process, so a resumed process would draw at
+            # its first validation where the uninterrupted one did not, and train with other dropout
+            # masks and shifts from there on.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):

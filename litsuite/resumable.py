@@ -39,20 +39,28 @@ class ResumableDataLoader(DataLoader):
 
     _done_in_epoch = 0  # batches handed out since this epoch began, skipped ones included
     _resume_at = 0  # batches the next epoch leaves out (from a checkpoint)
-    _skipping = 0  # read by _index_sampler while the next iterator is being built
+    _skip_first: _SkipFirst | None = None  # the shortened sampler of the epoch being resumed
+    _building = False  # set while the next iterator is being built: _index_sampler hands out _skip_first
 
     @property
     def _index_sampler(self):
-        sampler = super()._index_sampler
-        return _SkipFirst(sampler, self._skipping) if self._skipping else sampler
+        if self._building and self._skip_first is not None:
+            return self._skip_first
+        return super()._index_sampler
 
     def __iter__(self):
         skip, self._resume_at = self._resume_at, 0
-        self._done_in_epoch = self._skipping = skip
+        if self._skip_first is not None:
+            # With persistent workers torch keeps one iterator, and with it this sampler, for every later
+            # epoch: only the resumed epoch may be short.
+            self._skip_first.skip = 0
+        self._skip_first = _SkipFirst(super()._index_sampler, skip) if skip else None
+        self._done_in_epoch = skip
+        self._building = True
         try:
             iterator = super().__iter__()
         finally:
-            self._skipping = 0
+            self._building = False
         for batch in iterator:
             self._done_in_epoch += 1
             yield batch

@@ -69,21 +69,26 @@ def test_overlap_test_scores_a_model_that_sees_both_classes_as_perfect():
     assert result == {"top2_pair": 1.0, "top1_in_pair": 1.0, "single_acc": 1.0}
 
 
-def test_routing_ablation_restores_the_trained_iterations():
-    model = CapsNet(
-        input_shape=(1, 8, 8),
-        num_classes=4,
-        conv_channels=8,
-        conv_kernel=3,
-        primary_types=2,
-        primary_kernel=3,
-        primary_stride=1,
-        class_dim=4,
-        iterations=3,
-    )
-    results = routing_ablation(model, torch.rand(10, 1, 8, 8), torch.arange(10) % 4)
-    assert [count for count, _ in results] == [1, 2, 3, 5] and all(0 <= acc <= 1 for _, acc in results)
+def test_routing_ablation_scores_each_iteration_count_as_a_network_built_with_it():
+    options = dict(input_shape=(1, 8, 8), num_classes=4, conv_channels=8, conv_kernel=3, primary_types=2,
+                   primary_kernel=3, primary_stride=1, class_dim=4)
+    torch.manual_seed(0)
+    model = CapsNet(**options, iterations=3).eval()
+    images = torch.rand(128, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for p in model.class_caps.parameters():
+            p.mul_(30)  # large votes: at initialisation's small ones every iteration count predicts alike
+        labels = model(images).argmax(dim=1)  # the trained setting is right on every image, the others need not be
+    results = routing_ablation(model, images, labels)
     assert model.routing_iterations == 3
+    assert [count for count, _ in results] == [1, 2, 3, 5] and dict(results)[3] == 1.0
+    for count, accuracy in results:
+        other = CapsNet(**options, iterations=count).eval()
+        other.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            expected = (other(images).argmax(dim=1) == labels).float().mean().item()
+        assert accuracy == pytest.approx(expected), count
+    assert len({accuracy for _, accuracy in results}) > 1  # the counts give different predictions here
 
 
 SMALL_MODELS = {
@@ -122,7 +127,10 @@ def test_report_hooks_add_class_table_confusion_matrix_ablation_and_overlap(name
     model = model_class(input_shape=dm.input_shape, num_classes=dm.num_classes, **options)
     trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     metrics = trainer.test(model, datamodule=dm, verbose=False)[0]
-    assert 0 <= metrics["test/acc"] <= 1
+    x_test, y_test = dm.test_set.tensors
+    with torch.no_grad():
+        hits = model.eval()(x_test).argmax(dim=1) == y_test  # recounted here, outside torchmetrics
+    assert metrics["test/acc"] == pytest.approx(hits.float().mean().item())
     report = Report(name, tmp_path / "report")
     ctx = EvalContext(name, model, dm, trainer, metrics, tmp_path, Path("none.ckpt"))
     HOOKS[name].extend_report(report, ctx)
@@ -130,6 +138,8 @@ def test_report_hooks_add_class_table_confusion_matrix_ablation_and_overlap(name
     class_table = report.tables[titles.index("Accuracy per class (test split)")]
     assert [row[0] for row in class_table.rows] == [*dm.class_names, "all"]
     assert class_table.rows[-1][1] == len(dm.test_set) and class_table.rows[-1][2] == pytest.approx(metrics["test/acc"])
+    for c, row in enumerate(class_table.rows[:-1]):
+        assert row[1] == int((y_test == c).sum()) and row[2] == pytest.approx(hits[y_test == c].float().mean().item())
     assert any(t.startswith("Overlap test") for t in titles)
     assert ("Routing iterations at test time" in titles) == (name != "cnn_baseline")
     assert (tmp_path / "report" / "confusion_matrix.png").stat().st_size > 1000

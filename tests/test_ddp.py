@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 from pathlib import Path
@@ -21,9 +22,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def linear_ae_loss(model, batch):
-    x = batch.flatten(1)
+def linear_ae_loss(model, x, y):
+    x = x.flatten(1)
     return sum(torch.nn.functional.mse_loss(ae(x), x) for ae in model.autoencoders.values())
+
+
+def classifier_loss(model, x, y):
+    return model.loss(x, y)[0]  # the model's own training loss: margin + reconstruction, or spread
 
 
 def make_linear_ae():
@@ -33,6 +38,25 @@ def make_linear_ae():
     return LinearAE(input_shape=(1, 8, 8), k=8, sweep=(4,), optimizer="adam")  # every parameter has a gradient
 
 
+def registry_model(name: str):
+    """The registry's network for ``name`` on 8×8 digits (its default data), seeded alike on every rank."""
+    from litsuite import registry
+
+    config = registry.load_yaml(registry.model_config(name))["model"]
+    module_name, class_name = config["class_path"].rsplit(".", 1)
+    model_class = getattr(importlib.import_module(module_name), class_name)
+    torch.manual_seed(0)
+    return model_class(input_shape=(1, 8, 8), num_classes=10, **config["init_args"])
+
+
+def make_capsule():
+    return registry_model("capsule")
+
+
+def make_capsule_em():
+    return registry_model("capsule_em")
+
+
 class LossOf(torch.nn.Module):
     """Puts the loss inside forward, so DDP's reducer sees the whole computation."""
 
@@ -40,8 +64,8 @@ class LossOf(torch.nn.Module):
         super().__init__()
         self.model, self.loss_fn = model, loss_fn
 
-    def forward(self, batch):
-        return self.loss_fn(self.model, batch)
+    def forward(self, x, y):
+        return self.loss_fn(self.model, x, y)
 
 
 def _rank_gradients(rank, world, port, factory, loss_fn, batch, out):
@@ -49,7 +73,7 @@ def _rank_gradients(rank, world, port, factory, loss_fn, batch, out):
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         ddp = torch.nn.parallel.DistributedDataParallel(LossOf(factory(), loss_fn))
-        ddp(batch.chunk(world)[rank]).backward()  # DDP averages the gradients of the equal shards
+        ddp(*(t.chunk(world)[rank] for t in batch)).backward()  # DDP averages the gradients of the equal shards
         if rank == 0:
             out.update({n: p.grad.clone() for n, p in ddp.module.model.named_parameters()})
         dist.barrier()  # tear down together: a rank leaving while the other still talks can abort in gloo
@@ -64,16 +88,26 @@ def ddp_gradients(factory, loss_fn, batch, world=2):
     return dict(out)
 
 
-@pytest.mark.parametrize("factory,loss_fn", [(make_linear_ae, linear_ae_loss)], ids=["linear_ae"])
+@pytest.mark.parametrize(
+    "factory,loss_fn",
+    [(make_linear_ae, linear_ae_loss), (make_capsule, classifier_loss), (make_capsule_em, classifier_loss)],
+    ids=["linear_ae", "capsule", "capsule_em"],
+)
 def test_ddp_gradients_equal_single_process_gradients(factory, loss_fn):
-    batch = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    """Each rank takes half the global batch; DDP's averaged gradients equal one process's on the whole."""
+    generator = torch.Generator().manual_seed(1)
+    batch = (torch.rand(16, 1, 8, 8, generator=generator), torch.randint(0, 10, (16,), generator=generator))
     model = factory()
-    loss_fn(model, batch).backward()
+    loss_fn(model, *batch).backward()
     single = {n: p.grad for n, p in model.named_parameters()}
+    # every parameter takes part: a gradient DDP never reduced could not differ from the single process's
+    missing = [n for n, g in single.items() if g is None or not g.any()]
+    assert not missing, missing
     distributed = ddp_gradients(factory, loss_fn, batch)
     assert single.keys() == distributed.keys()
     for name in single:
-        torch.testing.assert_close(distributed[name], single[name], rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(distributed[name], single[name], rtol=1e-5, atol=1e-7,
+                                   msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_two_process_cpu_ddp_training_run():

@@ -113,10 +113,18 @@ def test_nan_loss_before_any_checkpoint_says_so_and_leaves_no_run_directory(caps
     assert not Path("runs").exists() or not any(Path("runs").iterdir())
 
 
-def test_nan_guard_and_no_anomaly_detection_by_default():
-    config = registry.load_yaml(registry.BASE_CONFIG)
-    assert config["trainer"]["detect_anomaly"] is False
-    assert {"class_path": "litsuite.guards.FiniteLossGuard"} in config["trainer"]["callbacks"]
+@pytest.mark.parametrize("model", registry.model_names())
+def test_every_models_registry_run_stops_at_a_nan_loss_with_the_guards_line(model, capsys):
+    """The guard comes from base.yaml into every model's run (no model config may drop it), and anomaly
+    detection is off: with it on, autograd's own error about the NaN would end the run instead."""
+    code = train("--model", model, "--data", "synthetic", "--logger", "csv", "--data.init_args.batch_size", "8",
+                 "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.num_sanity_val_steps",
+                 "0", *FAST, *poison_at(1))
+    out = capsys.readouterr()
+    lines = error_lines(out.out + out.err)
+    assert code == 1 and len(lines) == 1, out.out[-2000:] + out.err[-2000:]
+    assert "non-finite training loss (nan) at step 2 (epoch 0, batch 1)" in lines[0]
+    assert "no checkpoint was saved" in lines[0] and "Traceback" not in out.out + out.err
 
 
 @pytest.mark.parametrize(("crash", "expected"), [("kill", "a data-loader worker (pid"), ("raise", "worker 0 failed")])

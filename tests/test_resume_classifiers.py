@@ -1,0 +1,135 @@
+"""Exact resume of classifiers that draw random numbers while training (dropout, random shifts).
+
+``linear_ae`` draws none, so its resume tests cannot tell whether the random generators travel in
+the checkpoint. Here a SIGTERM lands mid-epoch in a run with dropout or random shifts and two
+loader worker processes, or a second session trains a run on to more epochs; the resumed run must
+end with the weights of a run never stopped, and a run whose checkpoints leave the generators out
+must not.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import FAST, only_run, train
+from test_recovery import assert_same_training, run_train, signal_at, state
+from torch.utils.data import DataLoader, TensorDataset
+
+from datamodules.synthetic import SyntheticDataModule
+from litsuite.callbacks import RNGStateCheckpoint
+from litsuite.requeue import EXIT_TERMINATED
+from litsuite.resumable import ResumableDataLoader, resumable
+
+# cnn_baseline (dropout 0.5) on synthetic data: 512 training images, 8 batches of 64 per epoch.
+CNN = ("--model", "cnn_baseline", "--data", "synthetic", "--logger", "csv", "--data.init_args.num_samples", "640",
+       "--data.init_args.batch_size", "64", "--data.init_args.num_workers", "2", "--model.channels", "[8]",
+       "--model.hidden", "32", "--model.dropout", "0.5", *FAST)
+# capsule on digits with random shifts of up to 1 pixel: 6 batches of 32 per epoch, a small network.
+CAPSULE = ("--model", "capsule", "--data", "digits", "--logger", "csv", "--data.init_args.shift", "1",
+           "--data.init_args.batch_size", "32", "--data.init_args.num_workers", "2",
+           "--trainer.limit_train_batches", "6", "--trainer.limit_val_batches", "2", "--model.conv_channels", "16",
+           "--model.primary_types", "4", "--model.class_dim", "8", "--model.decoder_hidden", "[32,64]", *FAST)
+# every callback base.yaml lists except the one that stores the random generators' states
+WITHOUT_RNG_STATE = ("--trainer.callbacks", json.dumps([{"class_path": "litsuite.guards.FiniteLossGuard"}]))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_only_the_resumed_epoch_leaves_batches_out(workers):
+    """With persistent workers torch reuses one iterator for every epoch; the skip must not stay in it."""
+    loader = resumable(DataLoader(TensorDataset(torch.arange(40)), batch_size=5, num_workers=workers,
+                                  persistent_workers=workers > 0))
+    assert isinstance(loader, ResumableDataLoader)
+    loader.load_state_dict({"batches_done": 3})
+    epochs = [[int(batch[0][0]) for batch in loader] for _ in range(3)]
+    assert epochs == [[15, 20, 25, 30, 35], list(range(0, 40, 5)), list(range(0, 40, 5))]
+    assert len(loader) == 8 and loader.state_dict() == {"batches_done": 8}
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_building_a_loader_iterator_leaves_the_global_random_stream_alone(split):
+    """A resumed process builds its validation iterator where the uninterrupted one did not (persistent
+    workers build it once per process): it must not shift the stream dropout and shifts draw from."""
+    dm = SyntheticDataModule(num_samples=64)
+    dm.setup("fit")
+    loader = getattr(dm, f"{split}_dataloader")()
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    next(iter(loader))
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def train_ok(*args: str, runs: str) -> Path:
+    proc = run_train(*args, env={"LITSUITE_RUNS_DIR": runs})
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    return only_run(Path(runs))
+
+
+def stop_and_resume(args: tuple[str, ...], step: int, runs: str, extra: tuple[str, ...] = ()) -> Path:
+    """Trains with SIGTERM after optimiser step ``step``, then resumes the run in a new process."""
+    stopped = run_train(*args, *extra, *signal_at(step), env={"LITSUITE_RUNS_DIR": runs})
+    assert stopped.returncode == EXIT_TERMINATED, (stopped.stdout + stopped.stderr)[-3000:]
+    run = only_run(Path(runs))
+    assert state(run)["global_step"] == step
+    resumed = run_train("--resume", str(run), env={"LITSUITE_RUNS_DIR": runs})
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
+    assert "Restored all states" in resumed.stdout + resumed.stderr
+    return run
+
+
+def differs(a: dict, b: dict) -> bool:
+    return any(not a["state_dict"][k].equal(b["state_dict"][k]) for k in a["state_dict"])
+
+
+@pytest.mark.slow
+def test_cnn_with_dropout_and_workers_resumes_mid_epoch_to_the_same_weights():
+    args = (*CNN, "--trainer.max_epochs", "3")
+    straight = state(train_ok(*args, runs="straight"))
+    assert straight["global_step"] == 24
+    assert_same_training(state(stop_and_resume(args, 11, "stopped")), straight)  # epoch 1, batch 2
+    # the same interruption without the generators' states in the checkpoint ends elsewhere
+    assert differs(state(stop_and_resume(args, 11, "no-rng", WITHOUT_RNG_STATE)), straight)
+
+
+@pytest.mark.slow
+def test_capsule_with_random_shifts_and_workers_resumes_mid_epoch_to_the_same_weights():
+    args = (*CAPSULE, "--trainer.max_epochs", "3")
+    straight = state(train_ok(*args, runs="straight"))
+    assert straight["global_step"] == 18
+    assert_same_training(state(stop_and_resume(args, 8, "stopped")), straight)  # epoch 1, batch 2
+    assert differs(state(stop_and_resume(args, 8, "no-rng", WITHOUT_RNG_STATE)), straight)
+
+
+def continued_run(args: tuple[str, ...], runs: str, monkeypatch) -> dict:
+    """The last checkpoint of a run trained for one epoch, then on to two by ``--resume <run dir>``."""
+    monkeypatch.setenv("LITSUITE_RUNS_DIR", runs)
+    monkeypatch.delenv("LITSUITE_RUN_DIR", raising=False)
+    assert train(*args, "--trainer.max_epochs", "1") == 0
+    run = only_run(Path(runs))
+    assert state(run)["global_step"] == 8
+    monkeypatch.delenv("LITSUITE_RUN_DIR", raising=False)
+    assert train("--resume", str(run), "--trainer.max_epochs", "2") == 0
+    assert only_run(Path(runs)) == run
+    return state(run)
+
+
+def test_a_second_session_trains_a_classifier_run_on_to_the_weights_of_one_long_run(monkeypatch):
+    """``--resume <run dir> --trainer.max_epochs 2`` after one epoch, with dropout drawing masks all along.
+
+    The learning rate is held constant (``lr_min_factor`` 1): the cosine schedule's length is fixed by
+    the first session's ``max_epochs``, so only a constant rate is the same in both.
+    """
+    args = (*CNN, "--data.init_args.num_workers", "0", "--model.lr_min_factor", "1")
+    monkeypatch.setenv("LITSUITE_RUNS_DIR", "straight")
+    assert train(*args, "--trainer.max_epochs", "2") == 0
+    straight = state(only_run(Path("straight")))
+    assert straight["global_step"] == 16
+    assert_same_training(continued_run(args, "sessions", monkeypatch), straight)
+
+    # the same two sessions, with checkpoints that leave the generators' states out, end elsewhere
+    monkeypatch.setattr(RNGStateCheckpoint, "state_dict", lambda self: {})
+    without = continued_run(args, "no-rng", monkeypatch)
+    assert without["global_step"] == 16 and "RNGStateCheckpoint" not in without["callbacks"]
+    assert differs(without, straight)
