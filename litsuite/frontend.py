@@ -27,12 +27,13 @@ examples:
   python train.py --model linear_ae --config configs/debug.yaml --logger none
   python evaluate.py --run last                                      # test split + report
 
-Every other --model.X, --data.X, --trainer.X, --checkpoint.X, --seed_everything and
---ddp_timeout_minutes passes through to LightningCLI; `python train.py --model NAME --print_config`
-shows them all. A resumed run starts from its own saved config.yaml (its model, data and settings);
-options given with --resume apply on top of it. Exit codes: 0 done (or stopped and requeued under
-SLURM), 1 error, 2 bad command line, 143 stopped by SIGTERM after saving checkpoints/last.ckpt
-(continue with --resume auto).
+Every other --model.X, --data.X, --trainer.X, --checkpoint.X, --seed_everything,
+--ddp_timeout_minutes and --progress_every_s (seconds between progress lines when stdout is not a
+terminal) passes through to LightningCLI; `python train.py --model NAME --print_config` shows them
+all. A resumed run starts from its own saved config.yaml (its model, data and settings); options
+given with --resume apply on top of it. Exit codes: 0 done (or stopped and requeued under SLURM),
+1 error, 2 bad command line or configuration, 130 stopped by Ctrl-C and 143 by SIGTERM after saving
+checkpoints/last.ckpt (continue with --resume auto).
 
 Checked before anything starts: sizes (--devices, --num_nodes, --trainer.max_epochs,
 --data.init_args.batch_size, ...), a writable runs folder, and on CPU no more processes than cores
