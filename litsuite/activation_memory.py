@@ -63,6 +63,8 @@ class PeakActivations(TorchDispatchMode):
         self.live: list[tuple[str, int]] = []  # (operation, bytes live while it runs), in order
 
     def pack(self, tensor: torch.Tensor):
+        if tensor.layout != torch.strided:  # sparse tensors have no single storage to count
+            return tensor
         ptr = tensor.untyped_storage().data_ptr()
         if ptr in self.params:
             return tensor
@@ -92,6 +94,8 @@ class PeakActivations(TorchDispatchMode):
         transient = {}
         for t in tree_flatten((args, kwargs, out))[0]:
             if isinstance(t, torch.Tensor) and t.device.type != "meta":
+                if t.layout != torch.strided:  # a sparse gradient: its dense parts pass through here too
+                    continue
                 ptr = t.untyped_storage().data_ptr()
                 if ptr not in self.params and ptr not in self.saved:
                     transient[ptr] = t.untyped_storage().nbytes()

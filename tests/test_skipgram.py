@@ -200,3 +200,34 @@ def test_dimension_study_writes_its_table_and_figure(tmp_path):
     report = (out / "report.md").read_text()
     assert "flattens at" in report and (out / "loss_vs_dimension.png").is_file()
     assert len(list((out / "runs").iterdir())) == 2
+
+
+SMALL = ("--model", "skipgram", "--logger", "csv", "--data.init_args.num_words", "60",
+         "--data.init_args.num_pairs", "6000", "--data.init_args.batch_size", "512", "--model.embedding_dim", "8")
+
+
+@pytest.mark.slow
+def test_sigterm_mid_epoch_then_resume_ends_with_the_weights_of_an_uninterrupted_run(monkeypatch):
+    from test_recovery import EXIT_TERMINATED, assert_same_training, run_train, signal_at, state
+
+    straight = run_train(*SMALL, "--trainer.max_epochs", "2", *FAST, env={"LITSUITE_RUNS_DIR": "straight"})
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    stopped = run_train(*SMALL, "--trainer.max_epochs", "2", *FAST, *signal_at(16),
+                        env={"LITSUITE_RUNS_DIR": "stopped"})
+    assert stopped.returncode == EXIT_TERMINATED, stopped.stderr[-3000:]
+    run = only_run(Path("stopped"))
+    assert state(run)["global_step"] == 16  # 12 batches an epoch: mid-epoch of the second
+    resumed = run_train(*SMALL, "--trainer.max_epochs", "2", *FAST, "--resume", str(run),
+                        env={"LITSUITE_RUNS_DIR": "stopped"})
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_training(state(run), state(only_run(Path("straight"))))
+
+
+@pytest.mark.slow
+def test_two_process_ddp_training_with_sparse_gradients():
+    from test_recovery import run_train
+
+    done = run_train(*SMALL, "--trainer.max_epochs", "1", "--devices", "2", *FAST)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = (only_run() / "metrics.csv").read_text()
+    assert "val/loss" in metrics
