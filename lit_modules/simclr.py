@@ -145,10 +145,11 @@ class SimCLR(LightningModule):
         return loss + classifier_loss
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        if self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
-            grads = [p.grad for m in (self.backbone, self.projector) for p in m.parameters() if p.grad is not None]
-            if grads:
-                self.log("train/grad_norm", torch.nn.utils.get_total_norm(grads))
+        # Every step (a few hundred small norms, far below a step's cost): Lightning keeps only the
+        # values of the steps it writes, which a modulo here could miss.
+        grads = [p.grad for m in (self.backbone, self.projector) for p in m.parameters() if p.grad is not None]
+        if grads:
+            self.log("train/grad_norm", torch.nn.utils.get_total_norm(grads))
 
     def validation_step(self, batch, batch_idx):
         images, labels = batch[0], batch[1]
