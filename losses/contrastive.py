@@ -115,16 +115,18 @@ def positive_and_negative_scores(z1: torch.Tensor, z2: torch.Tensor, temperature
         dtype = torch.promote_types(z1.dtype, torch.float32)
         anchors = F.normalize(torch.cat([z1, z2]).to(dtype), dim=1)
         keys, offset, world = gather_rows(anchors) if gather else (anchors, 0, 1)
-        logits = anchors @ keys.T / temperature  # (2N, K): the only quadratic tensor
         two_n, n = anchors.shape[0], z1.shape[0]
+        scaled = anchors / temperature  # 1/τ on the (2N, D) side, not on the (2N, K) scores
+        # The other view of row i is row (i + N) mod 2N of this process: a row-wise product, with no
+        # gather from the score matrix (whose backward would write a second (2N, K) tensor).
+        positive = (scaled * anchors.roll(n, dims=0)).sum(dim=1)
+        logits = scaled @ keys.T  # (2N, K): the only quadratic tensor
         rows = torch.arange(two_n, device=anchors.device)
-        own = offset + rows
-        partner = offset + (rows + n) % two_n
-        positive = logits[rows, partner]
-        excluded = torch.zeros_like(logits, dtype=torch.bool)
-        excluded[rows, own] = True
-        excluded[rows, partner] = True
-        negative = torch.logsumexp(logits.masked_fill(excluded, float("-inf")), dim=1)
+        # Each row's own and positive entries leave the negatives; in place, since the matrix
+        # product's backward needs its inputs, not its output.
+        leave_out = (torch.cat([rows, rows]), offset + torch.cat([rows, (rows + n) % two_n]))
+        logits.index_put_(leave_out, torch.tensor(float("-inf"), dtype=logits.dtype, device=logits.device))
+        negative = torch.logsumexp(logits, dim=1)
     weight = world / keys.shape[0] if world > 1 else 1.0 / two_n
     return Scores(positive, negative, weight, keys.shape[0])
 
