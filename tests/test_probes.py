@@ -1,0 +1,34 @@
+"""The frozen-feature yardsticks: weighted k-NN against a loop from its definition, and the linear probe."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from evaluation.probes import linear_probe_predict, weighted_knn_predict
+
+
+def test_weighted_knn_matches_a_loop_over_test_samples():
+    g = torch.Generator().manual_seed(0)
+    train, labels, test = torch.randn(60, 5, generator=g), torch.randint(0, 3, (60,), generator=g), torch.randn(9, 5)
+    got = weighted_knn_predict(train, labels, test, num_classes=3, k=7, temperature=0.5, chunk=4)
+    for i, query in enumerate(test):
+        similarity = torch.nn.functional.cosine_similarity(query.view(1, -1), train, dim=1)
+        order = similarity.argsort(descending=True)[:7]
+        votes = [0.0, 0.0, 0.0]
+        for j in order.tolist():
+            votes[labels[j]] += math.exp(similarity[j].item() / 0.5)
+        assert got[i].item() == max(range(3), key=votes.__getitem__)
+
+
+def test_both_classify_separable_clusters():
+    g = torch.Generator().manual_seed(1)
+    centres = 4 * torch.randn(4, 8, generator=g)
+    labels = torch.arange(400) % 4
+    points = centres[labels] + torch.randn(400, 8, generator=g)
+    train, test = slice(0, 300), slice(300, 400)
+    knn = weighted_knn_predict(points[train], labels[train], points[test], num_classes=4, k=20)
+    probe = linear_probe_predict(points[train], labels[train], points[test])
+    assert (knn == labels[test]).float().mean() > 0.95
+    assert (probe == labels[test]).float().mean() > 0.95
