@@ -30,16 +30,22 @@ TAU = 0.1
 DIM = 128
 
 
-def best_time(fn, repeats: int) -> float:
-    """The fastest of ``repeats`` timed calls after one warm-up call: on a shared machine the other
-    processes only ever add time, so the minimum is the least disturbed measurement."""
-    fn()  # warm-up: allocations, kernel selection
-    times = []
+def best_times(fns: dict, repeats: int) -> dict[str, float]:
+    """The fastest of ``repeats`` timed calls of each function, after one warm-up call each.
+
+    The functions take turns, so a burst of load from other processes falls on all of them
+    alike; and on a shared machine other processes only ever add time, so the minimum is the
+    least disturbed measurement.
+    """
+    for fn in fns.values():
+        fn()  # warm-up: allocations, kernel selection
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(values) for name, values in times.items()}
 
 
 def loss_step(loss_fn, z1: torch.Tensor, z2: torch.Tensor):
@@ -60,15 +66,15 @@ def loss_table(sizes: tuple[int, ...], repeats: int) -> list[str]:
     for two_n in sizes:
         g = torch.Generator().manual_seed(0)
         z1, z2 = torch.randn(two_n // 2, DIM, generator=g), torch.randn(two_n // 2, DIM, generator=g)
-        flat = best_time(loss_step(flatnce, z1, z2), repeats)
-        info = best_time(loss_step(infonce, z1, z2), repeats)
-        reference = best_time(loss_step(cross_entropy_reference, z1, z2), repeats)
-        # 2N·2N·D floats, plus as much again for its gradient: skip beyond about 1 GB
-        fits = two_n * two_n * DIM * 4 * 2 < 2**30
-        broadcast = f"{1e3 * best_time(loss_step(broadcast_reference, z1, z2), repeats):.2f}" if fits else "—"
+        variants = {"flatnce": flatnce, "infonce": infonce, "reference": cross_entropy_reference}
+        # 2N·2N·D floats, plus as much again for its gradient: only where that stays under about 1 GB
+        if two_n * two_n * DIM * 4 * 2 < 2**30:
+            variants["broadcast"] = broadcast_reference
+        t = best_times({name: loss_step(fn, z1, z2) for name, fn in variants.items()}, repeats)
+        broadcast = f"{1e3 * t['broadcast']:.2f}" if "broadcast" in t else "—"
         lines.append(
-            f"| {two_n} | {1e3 * flat:.2f} | {1e3 * info:.2f} | {1e3 * reference:.2f} | {broadcast} "
-            f"| {reference / flat:.2f}× |"
+            f"| {two_n} | {1e3 * t['flatnce']:.2f} | {1e3 * t['infonce']:.2f} | {1e3 * t['reference']:.2f} "
+            f"| {broadcast} | {t['reference'] / t['flatnce']:.2f}× |"
         )
     return lines
 
@@ -91,8 +97,8 @@ def throughput_row(backbone: str, input_shape: tuple[int, int, int], batch: int,
         loss.backward()
         optimizer.step()
 
-    step_time = best_time(step, repeats)
-    augment_time = best_time(augment, repeats)
+    t = best_times({"step": step, "augment": augment}, repeats)
+    step_time, augment_time = t["step"], t["augment"]
     c, h, w = input_shape
     return (
         f"| `{backbone}` | {c}×{h}×{w} | {batch} | {batch / step_time:.0f} | {2 * batch / step_time:.0f} "
@@ -100,9 +106,10 @@ def throughput_row(backbone: str, input_shape: tuple[int, int, int], batch: int,
     )
 
 
-def run(quick: bool) -> str:
+def run(quick: bool, threads: int) -> str:
+    torch.set_num_threads(threads)
     sizes = (64, 512) if quick else (64, 512, 4096)
-    repeats = 2 if quick else 7
+    repeats = 2 if quick else 9
     lines = [
         "## SimCLR: contrastive loss and training step",
         "",
@@ -132,8 +139,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     parser.add_argument("--out", default="benchmarks/results/contrastive.md")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="intra-op threads (default 1: on a busy machine a second one mostly waits)")
     args = parser.parse_args()
-    text = run(args.quick)
+    text = run(args.quick, args.threads)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text, encoding="utf-8")
     print(text)

@@ -170,3 +170,23 @@ def test_simclr_stopped_mid_epoch_resumes_to_the_same_weights():
     resumed = run_train(*common, "--resume", "auto", env={"LITSUITE_RUNS_DIR": "stopped"})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_training(state(run), state(straight))
+
+
+@pytest.mark.slow
+def test_two_process_ddp_training_run_gathers_negatives_and_validates():
+    """train.py on 2 gloo processes: the gathered loss, its validation pass and the checkpoint all work."""
+    import os
+
+    from conftest import run_script
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = run_script("train.py", "--model", "simclr", "--data", "synthetic", "--devices", "2", "--logger", "csv",
+                        "--data.init_args.num_samples", "200", "--data.init_args.batch_size", "16",
+                        "--trainer.max_epochs", "1", "--trainer.log_every_n_steps", "1", *FAST, env=env, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "effective batch 32" in output
+    run = only_run()
+    header, *rows = (run / "metrics.csv").read_text().splitlines()
+    assert "val/acc" in header and "val/infonce" in header and "train/grad_norm" in header
+    assert (run / "checkpoints" / "last.ckpt").is_file()
