@@ -29,6 +29,7 @@ correctly.
 
 from __future__ import annotations
 
+import contextlib
 from typing import NamedTuple
 
 import torch
@@ -110,7 +111,9 @@ def positive_and_negative_scores(z1: torch.Tensor, z2: torch.Tensor, temperature
         raise ValueError(f"z1 and z2 must both be (N, D), got {tuple(z1.shape)} and {tuple(z2.shape)}")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    with torch.autocast(device_type=z1.device.type, enabled=False):
+    # Autocast would run the product in fp16/bf16; leaving it costs a little, so only when it is on.
+    on = torch.is_autocast_enabled(z1.device.type)
+    with torch.autocast(device_type=z1.device.type, enabled=False) if on else contextlib.nullcontext():
         # float32 at least (float64 stays float64): fp16 would overflow exp(1/τ) and round s_it away.
         dtype = torch.promote_types(z1.dtype, torch.float32)
         anchors = F.normalize(torch.cat([z1, z2]).to(dtype), dim=1)
@@ -121,11 +124,11 @@ def positive_and_negative_scores(z1: torch.Tensor, z2: torch.Tensor, temperature
         # gather from the score matrix (whose backward would write a second (2N, K) tensor).
         positive = (scaled * anchors.roll(n, dims=0)).sum(dim=1)
         logits = scaled @ keys.T  # (2N, K): the only quadratic tensor
-        rows = torch.arange(two_n, device=anchors.device)
-        # Each row's own and positive entries leave the negatives; in place, since the matrix
-        # product's backward needs its inputs, not its output.
-        leave_out = (torch.cat([rows, rows]), offset + torch.cat([rows, (rows + n) % two_n]))
-        logits.index_put_(leave_out, torch.tensor(float("-inf"), dtype=logits.dtype, device=logits.device))
+        # Each row's own and positive entries leave the negatives: three diagonals of this process's
+        # (2N, 2N) block, written in place (the product's backward needs its inputs, not its output).
+        own = logits[:, offset : offset + two_n]
+        for diagonal in (own.diagonal(), own[:n, n:].diagonal(), own[n:, :n].diagonal()):
+            diagonal.fill_(float("-inf"))
         negative = torch.logsumexp(logits, dim=1)
     weight = world / keys.shape[0] if world > 1 else 1.0 / two_n
     return Scores(positive, negative, weight, keys.shape[0])
