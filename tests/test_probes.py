@@ -32,3 +32,19 @@ def test_both_classify_separable_clusters():
     probe = linear_probe_predict(points[train], labels[train], points[test])
     assert (knn == labels[test]).float().mean() > 0.95
     assert (probe == labels[test]).float().mean() > 0.95
+
+
+def test_views_figure_shows_each_image_with_two_different_views(tmp_path):
+    from evaluation.augmented_views import views_figure
+    from lit_modules.components.simclr_augment import SimCLRAugment
+
+    images = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    state = torch.get_rng_state()
+    fig = views_figure(images, SimCLRAugment((3, 16, 16)))
+    assert torch.equal(torch.get_rng_state(), state)  # drawing the figure left the random stream alone
+    axes = fig.get_axes()
+    assert len(axes) == 9
+    shown = [ax.get_images()[0].get_array() for ax in axes[:3]]
+    assert not (shown[1] == shown[2]).all() and not (shown[0] == shown[1]).all()
+    fig.savefig(tmp_path / "views.png")
+    assert (tmp_path / "views.png").stat().st_size > 1000
