@@ -14,7 +14,7 @@ from pathlib import Path
 
 from benchmarks.machine import machine_description
 
-BENCHMARKS = ("linear_ae", "capsules", "ddp_scaling", "contrastive")
+BENCHMARKS = ("linear_ae", "capsules", "ddp_scaling", "recipes", "contrastive")
 RESULTS = Path("benchmarks/results")
 
 
