@@ -135,8 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--out", default="benchmarks/results/recipes.md")
+    parser.add_argument("--quick", action="store_true", help="one step of the 8×8 recipes, for a smoke test")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args, overrides = parser.parse_known_args(argv)
+    if args.quick:
+        args.steps, args.pairs = 1, args.pairs or [f"{m}@synthetic" for m in MODELS]
     if args.one:
         model, data = args.one.split("@")
         print(json.dumps(run_pair(model, data, args.steps, args.threads, overrides)))
