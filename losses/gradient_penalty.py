@@ -17,7 +17,10 @@ PENALTY_FORMS = ("two_sided", "one_sided")
 
 
 def random_interpolates(
-    real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    generator: torch.Generator | None = None,
+    eps: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""Points on the lines between paired real and generated samples, one :math:`\epsilon` per sample.
 
@@ -28,6 +31,7 @@ def random_interpolates(
         real: real samples :math:`x`.
         fake: generated samples :math:`\tilde x` (detached from the generator by the caller).
         generator: random generator for :math:`\epsilon` (torch's global one if None).
+        eps: the weights :math:`\epsilon_b` themselves, ``(B,)``, instead of drawing them.
 
     Returns:
         :math:`\hat x`, a leaf that requires grad (the penalty differentiates with respect to it).
@@ -39,7 +43,9 @@ def random_interpolates(
     if real.shape != fake.shape:
         shapes = f"{tuple(real.shape)} and {tuple(fake.shape)}"
         raise ValueError(f"real and fake samples must have the same shape, got {shapes}")
-    eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), generator=generator, device=real.device)
+    if eps is None:
+        eps = torch.rand(real.shape[0], generator=generator, device=real.device)
+    eps = eps.to(real.device, real.dtype).view((real.shape[0],) + (1,) * (real.dim() - 1))
     return (eps * real + (1 - eps) * fake).to(real.dtype).detach().requires_grad_(True)
 
 
