@@ -134,6 +134,8 @@ class WGANGP(LightningModule):
 
     def _grad_scale(self) -> float | None:
         """The fp16 loss scale (``16-mixed``), applied around the penalty's gradient; None otherwise."""
+        if self._trainer is None:  # called outside a Trainer (tests, benchmarks): fp32
+            return None
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
         return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else None
 
@@ -147,37 +149,54 @@ class WGANGP(LightningModule):
             out["generator_loss"] = self._generator_step(real.shape[0], opt_generator)
         return out
 
-    def _critic_step(self, real: torch.Tensor, optimizer) -> dict[str, torch.Tensor]:
+    def critic_objective(
+        self, real: torch.Tensor, z: torch.Tensor, eps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(critic loss, Wasserstein estimate, weighted penalty)`` for real samples, latents and ε.
+
+        Shape:
+            - real: ``(B, *input_shape)``; z: ``(B, latent_dim)``; eps: ``(B,)``
+        """
         b = real.shape[0]
         with torch.no_grad():
-            fake = self.generator(self._noise((b, self.hparams.latent_dim))).to(real.dtype)
-        x_hat = random_interpolates(real, fake, eps=self._noise((b,), uniform=True))
+            fake = self.generator(z).to(real.dtype)
+        x_hat = random_interpolates(real, fake, eps=eps)
         scores = self._trained("critic")(torch.cat([real, fake, x_hat])).float()
         d_real, d_fake, d_hat = scores.split(b)
         hp = self.hparams
         penalty = gradient_penalty_at(d_hat, x_hat, hp.gp_weight, hp.penalty_form, self._grad_scale())
         wasserstein = wasserstein_estimate(d_real, d_fake)
-        loss = penalty - wasserstein
+        return penalty - wasserstein, wasserstein, penalty
+
+    def generator_objective(self, z: torch.Tensor) -> torch.Tensor:
+        """``−E[D(G(z))]`` through the trained generator and the plain critic (whose DDP reducer expects no backward).
+
+        Shape:
+            - z: ``(B, latent_dim)``
+        """
+        return generator_loss(self.critic(self._trained("generator")(z)).float())
+
+    def _step(self, optimizer, loss: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        if hp.clip_grad_norm:
-            self.clip_gradients(optimizer, gradient_clip_val=hp.clip_grad_norm, gradient_clip_algorithm="norm")
+        if clip := self.hparams.clip_grad_norm:
+            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
         optimizer.step()
-        self.log_dict({"train/critic_loss": loss, "train/wasserstein": wasserstein, "train/gradient_penalty": penalty},
-                      prog_bar=False)
+
+    def _critic_step(self, real: torch.Tensor, optimizer) -> dict[str, torch.Tensor]:
+        b = real.shape[0]
+        z, eps = self._noise((b, self.hparams.latent_dim)), self._noise((b,), uniform=True)
+        loss, wasserstein, penalty = self.critic_objective(real, z, eps)
+        self._step(optimizer, loss)
+        self.log_dict({"train/critic_loss": loss, "train/wasserstein": wasserstein, "train/gradient_penalty": penalty})
         self.log("train/W", wasserstein, prog_bar=True, logger=False)
         return {"critic_loss": loss.detach()}
 
     def _generator_step(self, batch_size: int, optimizer) -> torch.Tensor:
-        hp = self.hparams
+        z = self._noise((batch_size, self.hparams.latent_dim))
         with self.toggled_optimizer(optimizer):  # the critic's weights need no gradient here
-            fake = self._trained("generator")(self._noise((batch_size, hp.latent_dim)))
-            loss = generator_loss(self.critic(fake).float())  # the plain critic: its DDP reducer expects no backward
-            optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            if hp.clip_grad_norm:
-                self.clip_gradients(optimizer, gradient_clip_val=hp.clip_grad_norm, gradient_clip_algorithm="norm")
-            optimizer.step()
+            loss = self.generator_objective(z)
+            self._step(optimizer, loss)
         if self.generator_ema is not None:
             self.generator_ema.update_parameters(self.generator)
         for scheduler in self.lr_schedulers() or []:
