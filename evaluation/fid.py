@@ -78,8 +78,15 @@ def load_classifier(path: str | Path) -> nn.Module:
             f"--model.fid_classifier: no such checkpoint {path}; train one first, e.g. "
             "python train.py --model cnn_baseline --data fashion_mnist, and pass its checkpoints/best-*.ckpt"
         )
+    from litsuite.cli import import_class
+
     try:
-        return LightningModule.load_from_checkpoint(path, map_location="cpu", weights_only=False)
+        # the class is named in the checkpoint (LightningCLI stores it); Lightning loads only imported classes
+        class_path = torch.load(path, map_location="cpu", weights_only=False)["hyper_parameters"]["_class_path"]
+        cls = import_class(class_path)
+        if not issubclass(cls, LightningModule):
+            raise TypeError(f"{class_path} is not a LightningModule")
+        return cls.load_from_checkpoint(path, map_location="cpu", weights_only=False)
     except Exception as err:  # a checkpoint of another kind of file, or one not written through train.py
         raise ValueError(f"--model.fid_classifier: cannot load {path} as a model checkpoint ({err})") from None
 

@@ -37,7 +37,7 @@ class WGANGP(LightningModule):
 
     Validation computes a Fréchet distance (:mod:`evaluation.fid`) between ``fid_samples`` validation
     samples and as many generated from fixed latents, logged as ``val/fid`` (the checkpoint monitor),
-    and writes a grid of samples from fixed latents to ``<run>/samples/epoch_NNNN.png``.
+    and writes a grid of samples from fixed latents to ``<run>/samples/epoch_E-step_S.png``.
 
     Args:
         input_shape: shape of one sample, linked from the data module.
@@ -255,7 +255,8 @@ class WGANGP(LightningModule):
         # already synced by torchmetrics; sync_dist only averages equal values (and keeps Lightning from warning)
         self.log("val/fid", self._fid_value(), prog_bar=True, sync_dist=True)
         if not self.trainer.sanity_checking and self.trainer.is_global_zero:
-            self.save_samples(Path(self.trainer.default_root_dir) / "samples" / f"epoch_{self.current_epoch:04d}.png")
+            name = f"epoch_{self.current_epoch:04d}-step_{self.global_step:07d}.png"
+            self.save_samples(Path(self.trainer.default_root_dir) / "samples" / name)
 
     def on_test_epoch_start(self) -> None:
         self._fid_start()

@@ -52,13 +52,15 @@ class SubmoduleDDPStrategy(DDPStrategy):
         for tensor in list(module.parameters()) + list(module.buffers()):
             dist.broadcast(tensor.data, src=0)
         device_ids = self.determine_ddp_device_ids()
-        module.ddp_wrappers = {
-            name: DistributedDataParallel(getattr(module, name), device_ids=device_ids, **self._ddp_kwargs)
-            for name in names
-        }
+        module.ddp_wrappers = wrap_submodules(module, names, device_ids=device_ids, **self._ddp_kwargs)
 
     def teardown(self) -> None:
         module = self.lightning_module
         if module is not None and getattr(module, "ddp_wrappers", None):
             module.ddp_wrappers = {}
         super().teardown()
+
+
+def wrap_submodules(module, names: tuple[str, ...], **ddp_kwargs) -> dict[str, DistributedDataParallel]:
+    """``{name: DistributedDataParallel(module.<name>)}``: one reducer per sub-network (process group initialised)."""
+    return {name: DistributedDataParallel(getattr(module, name), **ddp_kwargs) for name in names}

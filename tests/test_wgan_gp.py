@@ -103,7 +103,7 @@ def test_bf16_mixed_trains_without_nan_and_writes_samples():
     assert state["global_step"] > 10
     assert all(torch.isfinite(t).all() for t in state["state_dict"].values() if t.is_floating_point())
     assert "val/fid" in (run / "metrics.csv").read_text().splitlines()[0]
-    assert sorted(p.name for p in (run / "samples").glob("*.png")) == ["epoch_0000.png", "epoch_0001.png"]
+    assert [p.name[:10] for p in sorted((run / "samples").glob("*.png"))] == ["epoch_0000", "epoch_0001"]
 
 
 def test_mode_coverage_counts_points_near_each_mode():
