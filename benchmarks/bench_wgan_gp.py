@@ -8,9 +8,10 @@ Run from the repository root::
 Workload: the ``wgan_gp`` conv pair (width 64, latent 128) on 28×28×1 images, batch 64, n_critic 5,
 Adam; CPU. Variants, run alternately in the same process, round after round:
 
-- ``ours``: :meth:`lit_modules.wgan_gp.WGANGP.critic_objective` (one critic pass over real, generated
-  and interpolated samples; fakes made without a graph) and ``generator_objective`` with the
-  critic's weights switched off, as ``training_step`` runs them (without the Trainer around them);
+- ``ours``: :meth:`lit_modules.wgan_gp.WGANGP.critic_objective` (one critic pass over real and
+  generated samples, one over the interpolates; fakes made without a graph) and
+  ``generator_objective`` with the critic's weights switched off, as ``training_step`` runs them
+  (without the Trainer around them);
 - ``reference``: :mod:`benchmarks.baselines.wgan_reference` (three critic passes, fakes made with a
   graph and detached, ``autograd.grad`` with ``grad_outputs``, critic weight gradients computed in
   the generator step);
@@ -112,8 +113,9 @@ def render(times: dict[str, list[float]], sizes: dict, quick: bool) -> str:
         f"The penalty's input gradient and double backward take {penalty_share:.0%} of our iteration "
         f"({best['ours'] - best['ours_no_penalty']:.3f} s of {best['ours']:.3f} s): it is what dominates a WGAN-GP "
         "step, as the critic's backward must run through the gradient graph a second time. `ours` evaluates the "
-        "critic once on real, generated and interpolated samples (the critic couples no samples, so this equals "
-        "three passes), makes the critic's fakes without recording the generator's graph, and skips the critic's "
+        "critic once on real and generated samples together (the critic couples no samples, so this equals two "
+        "passes) and on the interpolates alone (through a joint pass the penalty's gradient would run over all "
+        "three sets), makes the critic's fakes without recording the generator's graph, and skips the critic's "
         "weight gradients in the generator step; the reference does none of these.",
         "",
     ])

@@ -23,8 +23,12 @@ class WGANGP(LightningModule):
 
     Critic step (every batch): ``L_D = E[D(x̃)] − E[D(x)] + λ E[(‖∇D(x̂)‖₂ − 1)²]`` with
     ``x̂ = εx + (1 − ε)x̃``, one ε per sample (:mod:`losses.gradient_penalty`). The critic is
-    evaluated once on real, generated and interpolated samples concatenated: it couples no samples
-    (no BatchNorm), so the scores equal three separate passes, at a third of the kernel launches.
+    evaluated once on real and generated samples concatenated: it couples no samples (no
+    BatchNorm), so the scores equal two separate passes. The interpolates get a pass of their own:
+    the penalty's input gradient and its double backward run over every row of the graph they go
+    through, so inside a joint pass they would also process the (zero-gradient) real and generated
+    rows and cost three times as much. The generated samples are made without recording the
+    generator's graph.
     Generator step (after every ``n_critic``-th batch, counted by ``batch_idx``: ``global_step``
     counts both optimisers' steps): ``L_G = −E[D(G(z))]``, with the critic's weights switched off.
 
@@ -161,8 +165,9 @@ class WGANGP(LightningModule):
         with torch.no_grad():
             fake = self.generator(z).to(real.dtype)
         x_hat = random_interpolates(real, fake, eps=eps)
-        scores = self._trained("critic")(torch.cat([real, fake, x_hat])).float()
-        d_real, d_fake, d_hat = scores.split(b)
+        critic = self._trained("critic")
+        d_real, d_fake = critic(torch.cat([real, fake])).float().split(b)
+        d_hat = critic(x_hat).float()  # its own pass: see the class docstring
         hp = self.hparams
         penalty = gradient_penalty_at(d_hat, x_hat, hp.gp_weight, hp.penalty_form, self._grad_scale())
         wasserstein = wasserstein_estimate(d_real, d_fake)

@@ -35,7 +35,7 @@ def test_critic_and_generator_steps_follow_n_critic():
     assert int(model.generator_ema.n_averaged) == 2  # the moving average follows each generator step
 
 
-def test_one_critic_pass_over_real_fake_and_interpolates_equals_three_passes():
+def test_joint_critic_pass_equals_separate_passes():
     model = ring_model()
     real, z, eps = torch.randn(8, 2), torch.randn(8, 4), torch.rand(8)
     loss, wasserstein, penalty = model.critic_objective(real, z, eps)

@@ -4,8 +4,8 @@ The critic has no BatchNorm: the gradient penalty is defined per sample, and bat
 would make each sample's score depend on the rest of the batch (Gulrajani et al. 2017, §4). The
 optional normalisation is a per-sample LayerNorm (``GroupNorm`` with one group normalises each
 sample over channels and positions). Nor does the critic end in a sigmoid: its output is an
-unbounded score. With no batch coupling anywhere, evaluating the critic on real, generated and
-interpolated samples in one concatenated batch gives exactly the scores of three separate passes.
+unbounded score. With no batch coupling anywhere, evaluating the critic on several sets of samples
+concatenated into one batch gives exactly the scores of separate passes.
 """
 
 from __future__ import annotations
