@@ -113,3 +113,32 @@ def test_mode_coverage_counts_points_near_each_mode():
     assert coverage["near"] == pytest.approx(0.9)
     assert coverage["per_mode"] == pytest.approx([0.6, 0.3, 0.0, 0.0])
     assert coverage["modes_hit"] == 2
+
+
+def test_loss_guard_reads_the_losses_a_step_only_logs():
+    """A manual-optimisation step that returns nothing and logs a NaN loss is stopped too."""
+    from lightning.pytorch import LightningModule
+
+    from litsuite.guards import NonFiniteLossError
+
+    class Module(LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.automatic_optimization = False
+            self.w = torch.nn.Parameter(torch.ones(1))
+
+        def training_step(self, batch, batch_idx):
+            loss = (self.w * batch[0]).mean() * (float("nan") if batch_idx == 2 else 1.0)
+            self.log("train/some_loss", loss)
+            self.log("val_like/unrelated", 1.0)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        def train_dataloader(self):
+            return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(8, 1)), batch_size=2)
+
+    trainer = Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, callbacks=[FiniteLossGuard()])
+    with pytest.raises(NonFiniteLossError, match=r"non-finite training loss \(nan\) at step 0 \(epoch 0, batch 2\)"):
+        trainer.fit(Module())
