@@ -35,8 +35,9 @@ def test_critic_and_generator_steps_follow_n_critic():
     assert int(model.generator_ema.n_averaged) == 2  # the moving average follows each generator step
 
 
-def test_joint_critic_pass_equals_separate_passes():
-    model = ring_model()
+@pytest.mark.parametrize("joint", [True, False])
+def test_critic_objective_equals_separate_passes(joint):
+    model = ring_model(joint_critic_pass=joint)
     real, z, eps = torch.randn(8, 2), torch.randn(8, 4), torch.rand(8)
     loss, wasserstein, penalty = model.critic_objective(real, z, eps)
     loss.backward()

@@ -33,7 +33,7 @@ def reference_critic_step(generator: nn.Module, critic: nn.Module, optimizer, re
     loss = d_fake - d_real + penalty
     loss.backward()
     optimizer.step()
-    return float(loss)
+    return loss.item()
 
 
 def reference_generator_step(generator: nn.Module, critic: nn.Module, optimizer, batch_size: int,
@@ -42,7 +42,7 @@ def reference_generator_step(generator: nn.Module, critic: nn.Module, optimizer,
     loss = -critic(generator(torch.randn(batch_size, latent_dim))).mean()
     loss.backward()
     optimizer.step()
-    return float(loss)
+    return loss.item()
 
 
 def reference_iteration(generator, critic, critic_opt, generator_opt, batches, latent_dim: int) -> None:
