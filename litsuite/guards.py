@@ -23,7 +23,7 @@ class NonFiniteLossError(RuntimeError):
 
 
 class FiniteLossGuard(Callback):
-    """Stops training when the loss returned by ``training_step`` is not finite.
+    """Stops training when a loss of ``training_step`` is not finite (see :meth:`step_losses`).
 
     Lightning's ``detect_anomaly`` finds the operation that made a NaN but slows every backward
     pass several times; this check costs one ``isfinite`` per step, kept on the device (no host
@@ -61,7 +61,7 @@ class FiniteLossGuard(Callback):
         self._last_check_step = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        loss = self.step_losses(outputs, trainer)
         index = len(self._positions)
         self._positions.append((trainer.global_step, trainer.current_epoch, batch_idx))
         if isinstance(loss, torch.Tensor):
@@ -74,6 +74,25 @@ class FiniteLossGuard(Callback):
         # all three conditions depend only on values every rank shares, so the collectives stay matched
         if trainer.world_size == 1 or last_of_epoch or due:
             self.check(trainer)
+
+    @staticmethod
+    def step_losses(outputs, trainer=None) -> torch.Tensor | None:
+        """The loss values of one training step, flattened into one tensor (None if there are none).
+
+        In order: a returned tensor; the ``loss`` of a returned mapping; every floating-point tensor of
+        a returned mapping (a manual-optimisation step returning its losses by name, e.g. a GAN's
+        critic and generator losses); else the values the step logged with ``self.log`` (a step
+        that returns nothing). Only tensors are read, so nothing waits for the device.
+        """
+        if isinstance(outputs, torch.Tensor):
+            return outputs.detach()
+        if isinstance(outputs, Mapping):
+            if isinstance(outputs.get("loss"), torch.Tensor):
+                return outputs["loss"].detach()
+            values = [v.detach().flatten() for v in outputs.values() if _is_float_tensor(v)]
+            if values:
+                return torch.cat([v.to(values[0].device, torch.float32) for v in values])
+        return _logged_this_step(trainer) if trainer is not None else None
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
         # every rank writes (or dumps) the checkpoint together, so the comparison is matched here too
@@ -100,7 +119,12 @@ class FiniteLossGuard(Callback):
     @staticmethod
     def message(step: int, epoch: int, batch_idx: int, loss: torch.Tensor | None, good: str | None) -> str:
         """The one-line error: what, where, the last good checkpoint, and what to try."""
-        value = f" ({loss.detach().float().flatten()[0].item()})" if loss is not None and loss.numel() else ""
+        if loss is not None and loss.numel():
+            flat = loss.detach().float().flatten()
+            bad = flat[~torch.isfinite(flat)]
+            value = f" ({(bad if bad.numel() else flat)[0].item()})"
+        else:
+            value = ""
         where = f"at step {step} (epoch {epoch}, batch {batch_idx})"
         if good:
             after = f"last good checkpoint: {good}; resume from it with --resume {good} and a lower learning rate"
@@ -108,6 +132,26 @@ class FiniteLossGuard(Callback):
             after = "no checkpoint was saved before it; lower the learning rate and start again"
         find = "or find the operation with --trainer.detect_anomaly true"
         return f"non-finite training loss{value} {where}; {after}, {find}"
+
+
+def _is_float_tensor(value) -> bool:
+    return isinstance(value, torch.Tensor) and value.is_floating_point()
+
+
+def _logged_this_step(trainer) -> torch.Tensor | None:
+    """Floating-point values logged by the current training step (before they are sent to the loggers).
+
+    ``trainer.callback_metrics`` would also hold stale values from the last validation run; the
+    training loop's own result collection holds only what training logged, at this step's values.
+    It is not public API, so anything unexpected there means "nothing to check".
+    """
+    try:
+        values = [v for v in trainer._results.metrics(True)["callback"].values() if _is_float_tensor(v)]
+    except Exception:
+        return None
+    if not values:
+        return None
+    return torch.cat([v.detach().flatten().to(values[0].device, torch.float32) for v in values])
 
 
 def last_good_checkpoint(trainer) -> str | None:
