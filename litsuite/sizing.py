@@ -226,9 +226,13 @@ def size_summary(model, datamodule, trainer) -> str:
     name = registry.model_name_of(f"{cls.__module__}.{cls.__qualname__}")
     batch = int(getattr(datamodule, "batch_size", 1) or 1)
     processes = max(int(trainer.num_devices), 1)
-    estimate = measure(model, datamodule, batch, trainer.world_size)
     count = sum(p.numel() for p in model.parameters())
     per = f" (× {processes} processes)" if processes > 1 else ""
+    try:
+        estimate = measure(model, datamodule, batch, trainer.world_size)
+    except Exception as err:  # noqa: BLE001 - a step that needs a running Trainer (manual optimisation, no forward)
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return f"{name}: {human_count(count)} parameters; memory per step not measured ({reason})"
     line = (
         f"{name}: {human_count(count)} parameters;"
         f" about {human_bytes(estimate.total)} per training step at batch {batch}{per}"

@@ -77,7 +77,7 @@ def test_bad_settings_are_one_clear_line(kwargs, message):
 def test_train_py_reports_a_bad_setting_in_one_line(capsys):
     assert train(*RING, "--model.network", "conv") != 0
     out = capsys.readouterr()
-    (line,) = [ln for ln in out.out.splitlines() if ln.startswith("train.py: error:")]
+    (line,) = [ln for ln in out.err.splitlines() if ln.startswith("train.py: error:")]
     assert "the conv network needs images" in line and "Traceback" not in out.out + out.err
 
 
@@ -92,7 +92,7 @@ def test_loss_guard_reads_the_losses_a_manual_step_returns():
 
 def test_a_nan_critic_loss_stops_training_in_one_line(capsys):
     assert train(*RING, "--trainer.max_epochs", "1", "--model.gp_weight", ".nan") == 1
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     (line,) = [ln for ln in out.splitlines() if ln.startswith("train.py: error:")]
     assert "non-finite training loss (nan) at step 1 (epoch 0, batch 0)" in line
 
