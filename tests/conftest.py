@@ -37,7 +37,11 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc: wandb must go offline by itself
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-cache"))
     monkeypatch.chdir(tmp_path)
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    rank = getattr(rank_zero_only, "rank", 0)
     yield tmp_path
+    rank_zero_only.rank = rank  # a Trainer built under a simulated rank sets this process-wide
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
