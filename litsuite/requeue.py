@@ -189,7 +189,11 @@ class PreemptionHandler(Callback):
             seconds = (time.monotonic() - start_time) / max(1, trainer.global_step - start_step)
             local = torch.tensor(seconds, device=trainer.strategy.root_device)
             slowest = trainer.strategy.reduce(local, reduce_op="max")
-            self._every = max(1, min(1000, int(CHECK_EVERY_S / max(float(slowest), 1e-6))))
+            # at least twice an epoch: with fast steps the time rule alone could skip whole epochs, and a
+            # signal that arrives then would only be acted on after training ended
+            batches = trainer.num_training_batches
+            per_epoch = max(1, int(batches) // 2) if batches != float("inf") else 1000
+            self._every = max(1, min(1000, per_epoch, int(CHECK_EVERY_S / max(float(slowest), 1e-6))))
         # counted from the last comparison, not as multiples: those could all fall on epoch ends, never checked
         return self._every is None or trainer.global_step - self._last_check >= self._every
 
