@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: install demo test test-slow test-all bench lint clean
+.PHONY: install demo test test-slow test-measure test-all bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,10 @@ test: $(STAMP)  ## the fast suite (fails when no test ran)
 	$(PYTEST) -q
 
 test-slow: $(STAMP)  ## DDP, SLURM and end-to-end tests
-	$(PYTEST) -q -m slow
+	$(PYTEST) -q -m "slow and not measurement"
+
+test-measure: $(STAMP)  ## trainings and measurements that check a published target on this machine
+	$(PYTEST) -q -m measurement
 
 test-all: test test-slow
 

@@ -38,6 +38,7 @@ def cpu_trainer(devices: int = 1) -> Trainer:
 
 
 @pytest.mark.slow
+@pytest.mark.measurement  # the resident-set peak depends on the allocator and the machine: 2.7× once in CI
 def test_estimate_is_within_half_again_of_a_measured_step(tmp_path):
     """A fresh process runs one real step (forward, backward, Adam) of a CapsNet on 28×28 images at
     batch 192; the growth of its peak resident set must lie within a factor 1.5 of the estimate."""
