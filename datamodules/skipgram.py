@@ -94,6 +94,7 @@ class SkipGramDataModule(LightningDataModule):
         self.vocab: Vocabulary | None = None
         self._train_text: tuple[np.ndarray, np.ndarray] | None = None
         self._train_sentences: list[list[str]] | None = None
+        self._epoch_pairs: tuple[int, torch.Tensor] | None = None
         self._held: dict[str, torch.Tensor] = {}
         self._prepare_vocabulary()
 
@@ -146,13 +147,22 @@ class SkipGramDataModule(LightningDataModule):
             self._held = {split: self.truth.sample_pairs(held, generator) for split in ("val", "test")}
 
     def pairs_for_epoch(self, epoch: int) -> torch.Tensor:
-        """The training pairs of ``epoch``, the same every time it is asked for. Shape ``(P, 2)``."""
+        """The training pairs of ``epoch``, the same every time it is asked for. Shape ``(P, 2)``.
+
+        The last epoch's pairs are kept: the size check at a run's start and the Trainer's first
+        loader ask for the same epoch, and drawing them is the costly part of a loader.
+        """
+        if self._epoch_pairs is not None and self._epoch_pairs[0] == epoch:
+            return self._epoch_pairs[1]
         h = self.hparams
         if self.truth is not None:
-            return self.truth.sample_pairs(h.num_pairs, torch.Generator().manual_seed(h.seed * 100_003 + epoch))
-        rng = np.random.default_rng([h.seed, epoch])
-        keep = keep_probabilities(self.vocab.counts, h.sample)
-        return torch.from_numpy(skipgram_pairs(*self._train_text, h.window, rng, keep))
+            pairs = self.truth.sample_pairs(h.num_pairs, torch.Generator().manual_seed(h.seed * 100_003 + epoch))
+        else:
+            rng = np.random.default_rng([h.seed, epoch])
+            keep = keep_probabilities(self.vocab.counts, h.sample)
+            pairs = torch.from_numpy(skipgram_pairs(*self._train_text, h.window, rng, keep))
+        self._epoch_pairs = (epoch, pairs)
+        return pairs
 
     def _loader(self, pairs: torch.Tensor, shuffle: bool, epoch: int = 0) -> DataLoader:
         if len(pairs) == 0:

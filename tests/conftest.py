@@ -74,6 +74,14 @@ def run_script(script: str, *args: str, env: dict | None = None, timeout: float 
     )
 
 
+def smoke_data(model: str) -> tuple[str, ...]:
+    """``--data synthetic`` (tiny images) where the model has a recipe for them; otherwise its own data
+    (word models have no images)."""
+    from litsuite import registry
+
+    return ("--data", "synthetic") if registry.pairing_config(model, "synthetic") else ()
+
+
 def only_run(root: Path = Path("runs")) -> Path:
     runs = sorted(p for p in root.iterdir() if p.is_dir())
     assert len(runs) == 1, runs

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, ROOT, only_run, train
+from conftest import FAST, ROOT, only_run, smoke_data, train
 from lightning.pytorch import Callback
 from torch.utils.data import Dataset, get_worker_info
 
@@ -117,7 +117,7 @@ def test_nan_loss_before_any_checkpoint_says_so_and_leaves_no_run_directory(caps
 def test_every_models_registry_run_stops_at_a_nan_loss_with_the_guards_line(model, capsys):
     """The guard comes from base.yaml into every model's run (no model config may drop it), and anomaly
     detection is off: with it on, autograd's own error about the NaN would end the run instead."""
-    data = ("--data", "synthetic") if registry.pairing_config(model, "synthetic") else ()  # word models: own data
+    data = smoke_data(model)
     code = train("--model", model, *data, "--logger", "csv", "--data.init_args.batch_size", "8",
                  "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.num_sanity_val_steps",
                  "0", *FAST, *poison_at(1))
@@ -264,7 +264,7 @@ def test_a_hung_rank_makes_the_others_fail_after_ddp_timeout_minutes():
 @pytest.mark.slow
 @pytest.mark.parametrize("model", registry.model_names())
 def test_every_model_trains_under_two_process_ddp(model):
-    data = ("--data", "synthetic") if registry.pairing_config(model, "synthetic") else ()  # word models: own data
+    data = smoke_data(model)
     proc = run_train("--model", model, *data, "--devices", "2", "--logger", "csv",
                      "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches",
                      "2", *FAST)

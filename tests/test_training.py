@@ -8,15 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, evaluate, only_run, run_script, train
+from conftest import FAST, evaluate, only_run, run_script, smoke_data, train
 
 from litsuite import registry
 
 
 @pytest.mark.parametrize("model", registry.model_names())
 def test_fast_dev_run_every_model(model):
-    # the tiny synthetic images where the model has a recipe for them, otherwise its own default data
-    data = ("--data", "synthetic") if registry.pairing_config(model, "synthetic") else ()
+    data = smoke_data(model)
     assert train("--model", model, *data, "--logger", "none", "--trainer.fast_dev_run", "true", *FAST) == 0
 
 
