@@ -12,6 +12,8 @@ from lightning.pytorch import LightningModule
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from losses.classification import ClassificationLoss
+
 
 class ImageClassifier(LightningModule):
     """Base class: subclasses build a network and implement :meth:`forward` and :meth:`loss`.
@@ -27,13 +29,33 @@ class ImageClassifier(LightningModule):
         lr: Adam learning rate.
         weight_decay: Adam's L2 penalty.
         lr_min_factor: the per-step cosine schedule ends at ``lr * lr_min_factor``.
+        loss: the loss :meth:`classification_loss` computes, one of
+            :data:`losses.classification.CLASSIFICATION_LOSSES` (a subclass with a loss of its own,
+            such as the capsules' margin loss, does not use it).
+        feature_dim: dimension of the features the logits are computed from (the center loss needs it).
+        class_weights: optional per-class weights of the loss.
+        epsilon: label smoothing of ``smoothed_cross_entropy``.
+        center_weight: λ of the ``center`` loss.
     """
 
-    def __init__(self, num_classes: int, lr: float, weight_decay: float, lr_min_factor: float) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        lr: float,
+        weight_decay: float,
+        lr_min_factor: float,
+        loss: str = "cross_entropy",
+        feature_dim: int | None = None,
+        class_weights: torch.Tensor | None = None,
+        epsilon: float = 0.1,
+        center_weight: float = 0.2,
+    ) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
         self.lr, self.weight_decay, self.lr_min_factor = lr, weight_decay, lr_min_factor
+        # Its parameters (the center loss's class centres) are trained by the model's optimiser.
+        self.criterion = ClassificationLoss(loss, num_classes, feature_dim, epsilon, center_weight, class_weights)
         self.accuracy = nn.ModuleDict(
             {f"{stage}_acc": MulticlassAccuracy(num_classes, average="micro") for stage in ("train", "val", "test")}
         )
@@ -51,6 +73,19 @@ class ImageClassifier(LightningModule):
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """``(total loss, class scores, named loss terms to log)`` for a batch."""
         raise NotImplementedError
+
+    def classification_loss(
+        self, logits: torch.Tensor, y: torch.Tensor, features: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """:meth:`loss`'s triple for a network with logits, using the configured ``loss``.
+
+        Shape:
+            - logits: ``(B, num_classes)``
+            - y: ``(B,)``
+            - features: ``(B, feature_dim)``, the input of the last linear layer
+        """
+        total, terms = self.criterion(logits, y, features)
+        return total, logits, terms
 
     def _step(self, batch, stage: str) -> torch.Tensor:
         """Loss of the batch, logged with its terms and the accuracy; returns the loss in

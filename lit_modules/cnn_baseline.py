@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lit_modules.classifier import ImageClassifier
@@ -29,6 +28,7 @@ class CNNBaseline(ImageClassifier):
         lr: Adam learning rate.
         weight_decay: Adam's L2 penalty.
         lr_min_factor: the per-step cosine schedule ends at ``lr * lr_min_factor``.
+        loss: ``cross_entropy`` (default), ``smoothed_cross_entropy`` or ``center`` (on the hidden layer).
     """
 
     def __init__(
@@ -43,8 +43,9 @@ class CNNBaseline(ImageClassifier):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         lr_min_factor: float = 0.01,
+        loss: str = "cross_entropy",
     ) -> None:
-        super().__init__(num_classes, lr, weight_decay, lr_min_factor)
+        super().__init__(num_classes, lr, weight_decay, lr_min_factor, loss=loss, feature_dim=hidden)
         if len(input_shape) != 3:
             raise ValueError(f"input_shape must be (channels, height, width), got {tuple(input_shape)}")
         if not channels:
@@ -80,6 +81,5 @@ class CNNBaseline(ImageClassifier):
         return self.head(self.features(x))
 
     def loss(self, x: torch.Tensor, y: torch.Tensor):
-        logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        return loss, logits, {}
+        hidden = self.head[:-1](self.features(x))
+        return self.classification_loss(self.head[-1](hidden), y, hidden)
