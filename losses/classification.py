@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from losses.center import CenterLoss
-from losses.smoothed_cross_entropy import smoothed_cross_entropy, weighted_mean
+from losses.smoothed_cross_entropy import smoothed_cross_entropy
 
 CLASSIFICATION_LOSSES = ("cross_entropy", "smoothed_cross_entropy", "center")
 
@@ -86,4 +86,3 @@ class ClassificationLoss(nn.Module):
             raise ValueError("the center loss needs the features the logits were computed from")
         center = self.center(features.float(), targets)
         return ce + self.center_weight * center, {"ce": ce.detach(), "center": center.detach()}
-
