@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 # Attributes of a data module passed to the model's __init__ when the model accepts them.
-DATA_TO_MODEL_LINKS = ("input_shape", "num_classes", "class_names", "vocab_size")
+DATA_TO_MODEL_LINKS = ("input_shape", "num_classes", "class_names", "class_frequency_ranks", "vocab_size")
 
 
 class ConfigError(ValueError):
@@ -110,7 +110,7 @@ def _choices(section: str, class_path: str | None, parser_keys: list[str]) -> li
     if class_path:
         return valid_keys(class_path)
     prefix = f"{section}." if section else ""
-    names = [k[len(prefix):] for k in parser_keys if k.startswith(prefix)]
+    names = [k[len(prefix) :] for k in parser_keys if k.startswith(prefix)]
     return [n.split(".")[0] for n in names if n != "config" and not n.startswith("__")]
 
 

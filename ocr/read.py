@@ -1,0 +1,134 @@
+"""Read printed text lines: cut, classify each cut with the CNN, decode with the bigram model.
+
+python -m ocr read line.png [more.png ...] --ckpt runs/<run>/checkpoints/last.ckpt [--no-lm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ocr.segment import cut_line, ink_mask
+from ocr.viterbi import Candidates, viterbi
+
+MODEL_CLASS_PATH = "lit_modules.ocr_cnn.OCRCNN"
+TOP_K = 3
+
+
+class ReadError(RuntimeError):
+    """Something a user can fix (a file that is not an image, a wrong checkpoint), said in one line."""
+
+
+def load_gray(path: Path | str) -> np.ndarray:
+    """A PNG/JPEG (any mode, any size) as a ``(H, W)`` uint8 grey image; transparent pixels become white."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ReadError(f"{path}: no such image file")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+                background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+                img = Image.alpha_composite(background, img.convert("RGBA"))
+            gray = np.asarray(img.convert("L"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ReadError(f"{path}: not an image Pillow can read ({type(err).__name__})") from None
+    if gray.size == 0:
+        raise ReadError(f"{path}: the image is empty (0 pixels)")
+    return gray
+
+
+def glyph_batch(gray: np.ndarray, boxes: list[tuple[int, int]]) -> np.ndarray:
+    """The cut characters preprocessed as in training: ink high, cropped, squared, 48×48 in [0, 1].
+
+    Shape:
+        - gray: ``(H, W)``
+        - output: ``(len(boxes), 1, 48, 48)`` float32
+    """
+    from ocr.render import normalize_crop
+
+    ink = ink_mask(gray).astype(np.uint8) * 255
+    crops = [normalize_crop(ink[:, x0:x1]) for x0, x1 in boxes]
+    return np.stack(crops)[:, None].astype(np.float32) if crops else np.zeros((0, 1, 48, 48), np.float32)
+
+
+@dataclass
+class Reader:
+    """A trained ``ocr_cnn`` with its charset, and optionally a language model."""
+
+    model: object
+    charset: list[str]
+    lm: object | None = None
+    top_k: int = TOP_K
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Path | str, lm: object | None = None, top_k: int = TOP_K) -> Reader:
+        """Load an ``ocr_cnn`` checkpoint written by ``train.py``; anything else is a :class:`ReadError`."""
+        from litsuite.checkpoint_io import checkpoint_problem
+
+        if problem := checkpoint_problem(Path(ckpt), MODEL_CLASS_PATH):
+            raise ReadError(problem.replace("this run trains", "the reader needs"))
+        from lit_modules.ocr_cnn import OCRCNN
+
+        try:
+            model = OCRCNN.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False)
+        except Exception as err:  # a Lightning checkpoint of no registered model, or damaged weights
+            raise ReadError(f"{ckpt}: not an ocr_cnn checkpoint ({type(err).__name__})") from None
+        if not model.charset:
+            raise ReadError(f"{ckpt}: the checkpoint holds no charset (train it with the glyphs data)")
+        return cls(model.eval(), model.charset, lm, top_k)
+
+    def candidates(self, glyphs: np.ndarray) -> Candidates:
+        """The CNN's top-k characters and probabilities for each glyph."""
+        import torch
+
+        if len(glyphs) == 0:
+            return []
+        with torch.no_grad():
+            probs = torch.softmax(self.model(torch.from_numpy(glyphs)).float(), dim=1)
+            top = probs.topk(min(self.top_k, probs.shape[1]), dim=1)
+        return [
+            [(self.charset[j], float(p)) for p, j in zip(ps, js)]
+            for ps, js in zip(top.values.tolist(), top.indices.tolist())
+        ]
+
+    def read_gray(self, gray: np.ndarray) -> str:
+        """The text of one line image."""
+        boxes = cut_line(gray)
+        return viterbi(self.candidates(glyph_batch(gray, boxes)), self.lm)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ocr read", description="Print the text of printed line images.")
+    parser.add_argument("images", nargs="+", type=Path, help="PNG/JPEG line images, dark on light or the reverse")
+    parser.add_argument("--ckpt", required=True, type=Path, help="an ocr_cnn checkpoint written by train.py")
+    parser.add_argument("--no-lm", action="store_true", help="take each cut's best CNN candidate, no language model")
+    parser.add_argument(
+        "--bigrams", type=Path, default=None, help="bigrams.tsv of your own corpus (python -m ocr build-data)"
+    )
+    parser.add_argument("--top-k", type=int, default=TOP_K, help="CNN candidates per cut for the decoder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print one line of text per image (prefixed with the file name when there are several)."""
+    args = build_parser().parse_args(argv)
+    try:
+        reader = Reader.from_checkpoint(args.ckpt, top_k=args.top_k)
+        if not args.no_lm:
+            from ocr.bigram import BigramLM
+
+            reader.lm = BigramLM.load(args.bigrams)
+        for path in args.images:
+            text = reader.read_gray(load_gray(path))
+            print(f"{path}\t{text}" if len(args.images) > 1 else text)
+    except ReadError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
