@@ -1,4 +1,8 @@
-"""``python -m ocr read IMAGE... --ckpt CKPT [--no-lm]`` and ``python -m ocr build-data [--out DIR] [--corpus PATH]``."""
+"""The ``python -m ocr`` commands.
+
+python -m ocr read IMAGE... --ckpt CKPT [--no-lm]
+python -m ocr build-data [--out DIR] [--corpus PATH]
+"""
 
 from __future__ import annotations
 
