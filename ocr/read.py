@@ -99,8 +99,10 @@ class Reader:
         ]
 
     def read_gray(self, gray: np.ndarray) -> str:
-        """The text of one line image."""
+        """The text of one line image; a :class:`ReadError` if it shows no text at all."""
         boxes = cut_line(gray)
+        if not boxes:
+            raise ReadError("no text found: the image is blank or has too little contrast")
         return viterbi(self.candidates(glyph_batch(gray, boxes)), self.lm)
 
 
@@ -124,9 +126,16 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_lm:
             from ocr.bigram import BigramLM
 
-            reader.lm = BigramLM.load(args.bigrams)
+            try:
+                reader.lm = BigramLM.load(args.bigrams)
+            except (OSError, ValueError, RuntimeError) as err:  # a missing or malformed bigrams.tsv
+                raise ReadError(f"language model: {err} (or read with --no-lm)") from None
         for path in args.images:
-            text = reader.read_gray(load_gray(path))
+            gray = load_gray(path)
+            try:
+                text = reader.read_gray(gray)
+            except ReadError as err:
+                raise ReadError(f"{path}: {err}") from None
             print(f"{path}\t{text}" if len(args.images) > 1 else text)
     except ReadError as err:
         print(f"error: {err}", file=sys.stderr)
