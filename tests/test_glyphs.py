@@ -167,3 +167,20 @@ def test_line_samples_draw_held_out_text_with_held_out_faces(glyphs):
     for line in lines:
         assert len(line.text) == 8 and len(line.boxes) == 8 and line.face in glyphs.test_faces
         assert set(line.text) <= set(glyphs.charset)
+
+
+@needs_cjk
+@pytest.mark.slow
+def test_all_3062_classes_render_with_training_and_held_out_faces():
+    data = GlyphsDataModule(num_chinese=3000)
+    data.setup()
+    assert data.num_classes == 3062 and len(data.class_frequency_ranks) == 3062
+    for split in (data.train_set, data.test_set):
+        assert sorted(set(split.pairs[:, 0].tolist())) == list(range(3062))
+    per_pair = len(data.train_set) // len(data.train_set.pairs)
+    seen = set()
+    for pair, (k, _) in enumerate(data.train_set.pairs):
+        if k not in seen:
+            seen.add(int(k))
+            x, _ = data.train_set[pair * per_pair]
+            assert 0.02 < float(x.mean()) < 0.9, data.charset[k]
