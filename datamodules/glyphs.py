@@ -165,7 +165,7 @@ class GlyphsDataModule(SeededLoaders, LightningDataModule):
             raise ValueError(f"copies must be >= 1, got {copies}")
         self.charset = load_charset(charset, size=num_chinese)
         self.num_classes = len(self.charset)
-        self.class_names = tuple(self.charset)
+        self.class_names = list(self.charset)
         self.sizes, self.noise, self.copies, self.test_noise = list(sizes), list(noise), copies, test_noise
         # stored as the lists a config file gives
         self.test_families = list(test_families)
@@ -182,11 +182,11 @@ class GlyphsDataModule(SeededLoaders, LightningDataModule):
         return "glyphs"
 
     @property
-    def class_frequency_ranks(self) -> tuple[int, ...]:
+    def class_frequency_ranks(self) -> list[int]:
         """Frequency rank of each class (0 = most frequent): Jun Da's for Chinese characters, the
         corpus's for Latin letters and digits; characters of a user charset not in the default
         charset rank last, in file order."""
-        return tuple(frequency_ranks(self.charset))
+        return frequency_ranks(self.charset)
 
     def _split_faces(self):
         if self._faces is None:

@@ -97,7 +97,7 @@ def test_held_out_families_never_train(glyphs):
     test = {f.design_family for f in glyphs.test_faces}
     assert test == {"AR PL UKai", "Noto Serif CJK"} and not train & test
     assert all(f.region in ("SC", "CN", None) for f in glyphs.train_faces + glyphs.test_faces)
-    assert glyphs.num_classes == 562 and glyphs.class_names[-62:] == tuple(
+    assert glyphs.num_classes == 562 and glyphs.class_names[-62:] == list(
         string.ascii_uppercase + string.ascii_lowercase + string.digits
     )
     train_faces = {glyphs.train_set.faces[f] for f in np.unique(glyphs.train_set.pairs[:, 1])}
