@@ -206,7 +206,8 @@ class GlyphsDataModule(SeededLoaders, LightningDataModule):
                 which = "training" if not train else "held-out"
                 raise DataError(
                     f"no {which} font faces for this charset: found {[f.name for f in faces]}, "
-                    f"held out families {list(self.test_families)}; install the fonts or change test_families"
+                    f"held out families {list(self.test_families)}; install the Debian font packages (README), "
+                    "or train on the fonts you have with --data.init_args.families null and choose test_families"
                 )
             train_cover, test_cover = coverage(train, self.charset), coverage(held_out, self.charset)
             lacking = [c for c, ok in zip(self.charset, train_cover.any(0)) if not ok]

@@ -188,3 +188,11 @@ def test_all_3062_classes_render_with_training_and_held_out_faces():
             seen.add(int(k))
             x, _ = data.train_set[pair * per_pair]
             assert 0.02 < float(x.mean()) < 0.9, data.charset[k]
+
+
+def test_no_training_fonts_says_how_to_train_on_the_fonts_there_are(tmp_path):
+    charset = tmp_path / "c.txt"
+    charset.write_text("A\nB\n", encoding="utf-8")
+    data = GlyphsDataModule(charset=str(charset), num_chinese=None, font_dirs=(str(DEJAVU),), families=("Nope",))
+    with pytest.raises(DataError, match="no training font faces .* --data.init_args.families null"):
+        data.setup()
