@@ -114,7 +114,8 @@ def main() -> int:
     lines = [
         "## OCR glyph rendering against training (`benchmarks/bench_glyphs.py`)",
         "",
-        f"Machine: {machine_description()}; torch threads: {torch.get_num_threads()}. "
+        f"Machine: {machine_description()}; torch threads: {torch.get_num_threads()}; "
+        f"load average at the end {os.getloadavg()[0]:.1f}. "
         "Rendering and training measured one after the other in the same run; the machine may be shared, "
         "so compare the ratios.",
         "",
