@@ -10,7 +10,8 @@ Splits:
 - ``val``: the training faces again, one sample per (character, face), size and noise level drawn
   by index, other seeds (a check on fitting, not on fonts never seen).
 - ``test``: the faces of the held-out design families (``test_families``: by default AR PL UKai,
-  Noto Serif CJK SC and, for Latin letters and digits, DejaVu Serif), every size, ``test_noise``.
+  Noto Serif CJK SC and, for Latin letters and digits, DejaVu Serif) and of every other font on
+  the machine that draws the charset (``other_fonts_test``), every size, ``test_noise``.
   :meth:`GlyphsDataModule.dataset` builds the test split at another noise level.
 
 Faces come from the fonts the suite trains on (:data:`ocr.fonts.TRAINING_FAMILIES`), in the
@@ -126,7 +127,10 @@ class GlyphsDataModule(SeededLoaders, LightningDataModule):
         test_noise: noise share of the test split.
         test_families: design families held out for testing (a face's family without its region
             suffix, e.g. ``Noto Serif CJK``); prefixes match.
-        families: design families that may be used at all (None: any font found on the machine).
+        families: design families trained on (None: every font found on the machine); by default
+            those of the Debian font packages (:data:`ocr.fonts.TRAINING_FAMILIES`).
+        other_fonts_test: faces of any other family found on the machine join the test split,
+            measuring generalisation to fonts never trained on.
         allow_regions: CJK regions whose glyph forms match the labels (None for region-neutral fonts).
         font_dirs: folders to search for fonts (None: the system's and the user's font folders).
         batch_size, num_workers, seed: as in the other data modules; ``seed`` fixes every render.
@@ -144,6 +148,7 @@ class GlyphsDataModule(SeededLoaders, LightningDataModule):
         test_noise: float = 0.05,
         test_families: tuple[str, ...] = ("AR PL UKai", "Noto Serif CJK", "DejaVu Serif"),
         families: tuple[str, ...] | None = TRAINING_FAMILIES,
+        other_fonts_test: bool = True,
         allow_regions: tuple[str | None, ...] | None = SIMPLIFIED_REGIONS,
         font_dirs: tuple[str, ...] | None = None,
         batch_size: int = 256,
@@ -160,12 +165,14 @@ class GlyphsDataModule(SeededLoaders, LightningDataModule):
             raise ValueError(f"copies must be >= 1, got {copies}")
         self.charset = load_charset(charset, size=num_chinese)
         self.num_classes = len(self.charset)
-        self.class_names = tuple(self.charset)
+        self.class_names = list(self.charset)
         self.sizes, self.noise, self.copies, self.test_noise = list(sizes), list(noise), copies, test_noise
-        self.test_families = tuple(test_families)
-        self.families = tuple(families) if families is not None else None
-        self.allow_regions = tuple(allow_regions) if allow_regions is not None else None
-        self.font_dirs = font_dirs
+        # stored as the lists a config file gives
+        self.test_families = list(test_families)
+        self.families = list(families) if families is not None else None
+        self.other_fonts_test = other_fonts_test
+        self.allow_regions = list(allow_regions) if allow_regions is not None else None
+        self.font_dirs = list(font_dirs) if font_dirs is not None else None
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self._faces: tuple[list[FontFace], list[FontFace], np.ndarray, np.ndarray] | None = None
         self.train_set = self.val_set = self.test_set = None
@@ -175,11 +182,11 @@ class GlyphsDataModule(SeededLoaders, LightningDataModule):
         return "glyphs"
 
     @property
-    def class_frequency_ranks(self) -> tuple[int, ...]:
+    def class_frequency_ranks(self) -> list[int]:
         """Frequency rank of each class (0 = most frequent): Jun Da's for Chinese characters, the
         corpus's for Latin letters and digits; characters of a user charset not in the default
         charset rank last, in file order."""
-        return tuple(frequency_ranks(self.charset))
+        return frequency_ranks(self.charset)
 
     def _split_faces(self):
         if self._faces is None:
@@ -187,16 +194,20 @@ class GlyphsDataModule(SeededLoaders, LightningDataModule):
 
             found = discover_fonts(self.font_dirs) if self.font_dirs is not None else None
             try:
-                faces = training_faces(self.charset, self.allow_regions, faces=found, families=self.families)
+                pool = None if self.other_fonts_test else self.families
+                faces = training_faces(self.charset, self.allow_regions, faces=found, families=pool)
             except FontCoverageError as e:
                 raise DataError(str(e)) from None
-            held_out = [f for f in faces if f.design_family.startswith(self.test_families)]
-            train = [f for f in faces if f not in held_out]
+            known = [f for f in faces if self.families is None or f.design_family in self.families]
+            held_out = [f for f in known if f.design_family.startswith(tuple(self.test_families))]
+            held_out += [f for f in faces if f not in known]
+            train = [f for f in known if f not in held_out]
             if not train or not held_out:
                 which = "training" if not train else "held-out"
                 raise DataError(
                     f"no {which} font faces for this charset: found {[f.name for f in faces]}, "
-                    f"held out families {list(self.test_families)}; install the fonts or change test_families"
+                    f"held out families {list(self.test_families)}; install the Debian font packages (README), "
+                    "or train on the fonts you have with --data.init_args.families null and choose test_families"
                 )
             train_cover, test_cover = coverage(train, self.charset), coverage(held_out, self.charset)
             lacking = [c for c, ok in zip(self.charset, train_cover.any(0)) if not ok]

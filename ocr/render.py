@@ -83,14 +83,18 @@ def ink_image(gray: np.ndarray) -> np.ndarray:
 
 
 def _jitter_matrix(rng: np.random.Generator, cx: float, cy: float) -> tuple[float, ...]:
-    """Pillow's inverse affine coefficients (a, b, c, d, e, f) of a random rotation, shear and
-    aspect change about (cx, cy): output (x, y) samples input (a·x + b·y + c, d·x + e·y + f)."""
-    theta = math.radians(rng.uniform(-JITTER["rotation_deg"], JITTER["rotation_deg"]))
-    shear = rng.uniform(-JITTER["shear"], JITTER["shear"])
-    aspect = math.exp(rng.uniform(-JITTER["log_aspect"], JITTER["log_aspect"]))
+    """Pillow's inverse affine coefficients (a, b, c, d, e, f) of a random rotation R(θ), shear
+    S = [[1, s], [0, 1]] and aspect A = diag(α, 1/α) about (cx, cy): the forward map is M = R·S·A,
+    and output (x, y) samples input (a·x + b·y + c, d·x + e·y + f) with [[a, b], [d, e]] = M⁻¹
+    = A⁻¹·S⁻¹·R⁻¹, written out below. θ, s and log α are uniform in ±``JITTER``."""
+    u = rng.uniform(-1.0, 1.0, 3)
+    theta = math.radians(u[0] * JITTER["rotation_deg"])
+    shear = u[1] * JITTER["shear"]
+    aspect = math.exp(u[2] * JITTER["log_aspect"])
     cos, sin = math.cos(theta), math.sin(theta)
-    forward = np.array([[cos, -sin], [sin, cos]]) @ np.array([[1.0, shear], [0.0, 1.0]]) @ np.diag([aspect, 1 / aspect])
-    a, b, d, e = np.linalg.inv(forward).ravel()
+    # S⁻¹·R⁻¹ = [[1, −s], [0, 1]]·[[cos, sin], [−sin, cos]], then rows scaled by 1/α and α
+    a, b = (cos + shear * sin) / aspect, (sin - shear * cos) / aspect
+    d, e = -sin * aspect, cos * aspect
     return (a, b, cx - a * cx - b * cy, d, e, cy - d * cx - e * cy)
 
 
@@ -107,7 +111,7 @@ def render_glyph(char: str, face: FontFace, size_px: int, noise: float, seed: in
         raise ValueError(f"noise is a share of pixels in [0, 1], got {noise}")
     rng = np.random.default_rng(seed)
     font = pil_font(face.path, face.index, int(size_px))
-    canvas_side = 2 * int(size_px)
+    canvas_side = 3 * int(size_px) // 2  # room for the glyph turned by the jitter
     canvas = Image.new("L", (canvas_side, canvas_side), 0)
     ImageDraw.Draw(canvas).text((canvas_side / 2, canvas_side / 2), char, font=font, fill=255, anchor="mm")
     if jitter:
