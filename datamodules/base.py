@@ -34,7 +34,37 @@ def collate_stacked(batch):
     return batch if isinstance(batch, tuple) else default_collate(batch)
 
 
-class ArrayDataModule(LightningDataModule):
+class SeededLoaders:
+    """Train/val/test loaders of ``train_set``, ``val_set``, ``test_set`` whose order depends only on
+    (``seed``, epoch); the datasets may hand out stacked batches (``__getitems__``) or single samples.
+    Needs ``batch_size``, ``num_workers`` and ``seed`` attributes."""
+
+    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=EpochShuffleSampler(dataset, seed=self.seed) if shuffle else None,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=collate_stacked,
+            # Without a generator of its own, building an iterator draws a seed from torch's global
+            # generator. Persistent workers build one per process, so a resumed process would draw at
+            # its first validation where the uninterrupted one did not, and train with other dropout
+            # masks and shifts from there on.
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)
+
+
+class ArrayDataModule(SeededLoaders, LightningDataModule):
     """Images held in memory as float tensors in [0, 1], shape (N, C, H, W), with int labels.
 
     Subclasses set ``input_shape``, ``num_classes`` and ``class_names`` and implement
@@ -99,21 +129,6 @@ class ArrayDataModule(LightningDataModule):
         self.val_set = InMemoryDataset(x_train[val_idx], y_train[val_idx])
         self.test_set = InMemoryDataset(x_test, y_test)
 
-    def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=EpochShuffleSampler(dataset, seed=self.seed) if shuffle else None,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=collate_stacked,
-            # Without a generator of its own, building an iterator draws a seed from torch's global
-            # generator. Persistent workers build one per process, so a resumed process would draw at
-            # its first validation where the uninterrupted one did not, and train with other dropout
-            # masks and shifts from there on.
-            generator=torch.Generator().manual_seed(self.seed),
-        )
-
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """Random shifts of training batches (``shift`` > 0), on the device the batch is on."""
         trainer = self.trainer
@@ -121,12 +136,3 @@ class ArrayDataModule(LightningDataModule):
             return batch
         images, *rest = batch
         return (random_shift(images, self.shift), *rest)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)

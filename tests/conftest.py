@@ -29,11 +29,19 @@ _ENV = (
 )
 
 
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory) -> Path:
+    """One ``LITSUITE_CACHE`` for the whole session: derived data (the OCR charset, font coverage)
+    is built once, never read from or written to the user's own cache."""
+    return tmp_path_factory.mktemp("litsuite-cache")
+
+
 @pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
+def isolated(tmp_path, monkeypatch, session_cache):
     """Run in ``tmp_path`` with no run-directory, wandb key or DDP variables left from elsewhere."""
     for name in _ENV:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LITSUITE_CACHE", str(session_cache))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc: wandb must go offline by itself
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-cache"))
     monkeypatch.chdir(tmp_path)
