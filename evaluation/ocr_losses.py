@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 import yaml
 
 from evaluation.context import EvalContext
@@ -25,13 +26,17 @@ def _settings(run_dir: Path) -> tuple[str, dict]:
     return str(model.get("loss", "cross_entropy")), {k: data.get(k) for k in DATA_KEYS}
 
 
-def runs_by_loss(ctx: EvalContext) -> dict[str, tuple[Path, object]]:
-    """``{loss: (run directory, model)}``: this run for its own loss, the newest other run with a
-    checkpoint and the same data settings for each other loss."""
+def _steps(ckpt: Path) -> int:
+    return int(torch.load(ckpt, map_location="cpu", weights_only=False).get("global_step", 0))
+
+
+def runs_by_loss(ctx: EvalContext) -> dict[str, tuple[Path, object, int]]:
+    """``{loss: (run directory, model, optimiser steps)}``: this run for its own loss, the newest
+    other run with a checkpoint and the same data settings for each other loss."""
     from lit_modules.ocr_cnn import OCRCNN
 
     own_loss, own_data = _settings(ctx.run_dir)
-    found: dict[str, tuple[Path, object]] = {own_loss: (ctx.run_dir, ctx.model)}
+    found: dict[str, tuple[Path, object, int]] = {own_loss: (ctx.run_dir, ctx.model, _steps(ctx.ckpt_path))}
     for run in reversed(list_runs("ocr_cnn")):
         try:
             loss, data = _settings(run)
@@ -39,6 +44,7 @@ def runs_by_loss(ctx: EvalContext) -> dict[str, tuple[Path, object]]:
             continue
         if loss in found or data != own_data or not has_checkpoint(run):
             continue
-        model = OCRCNN.load_from_checkpoint(pick_checkpoint(run), map_location="cpu", weights_only=False)
-        found[loss] = (run, model.to(next(ctx.model.parameters()).device))
+        ckpt = pick_checkpoint(run)
+        model = OCRCNN.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False)
+        found[loss] = (run, model.to(next(ctx.model.parameters()).device), _steps(ckpt))
     return found

@@ -71,6 +71,7 @@ class OCRCNN(ImageClassifier):
             raise ValueError(
                 f"class_frequency_ranks needs one rank per class ({num_classes}), got {tuple(ranks.shape)}"
             )
+        ranks = ranks.argsort().argsort()  # dense 0..C-1, whatever scale the data module ranks on
         weights = frequency_class_weights(ranks, num_classes) if frequency_weights else None
         super().__init__(
             num_classes,

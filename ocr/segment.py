@@ -11,27 +11,22 @@ MERGE_RATIO = 1.2  # a gap survives when the ink between its neighbours spans th
 def ink_mask(gray: np.ndarray) -> np.ndarray:
     """Boolean ink mask of a grey line image, dark text on light or light text on dark.
 
-    The background is the majority grey level (the median); ink is what lies past the midpoint
-    between it and the farthest level on the other side. An image without that much contrast has
-    no ink.
+    :func:`ocr.render.ink_image` (Otsu's threshold, the border's class is the background) once the
+    image has at least ``MIN_CONTRAST`` grey levels between its darkest and lightest pixels; a
+    flatter image (blank paper, a uniform fill) has no ink rather than thresholded noise.
 
     Shape:
         - gray: ``(H, W)`` uint8 (or any real dtype on the 0–255 scale)
         - output: ``(H, W)`` bool
     """
-    gray = np.asarray(gray, dtype=np.float32)
+    from ocr.render import ink_image
+
+    gray = np.asarray(gray)
     if gray.ndim != 2:
         raise ValueError(f"expected a 2-D grey image, got shape {gray.shape}")
-    if gray.size == 0:
+    if gray.size == 0 or float(gray.max()) - float(gray.min()) < MIN_CONTRAST:
         return np.zeros(gray.shape, dtype=bool)
-    background = float(np.median(gray))
-    dark = background - float(gray.min())
-    light = float(gray.max()) - background
-    if max(dark, light) < MIN_CONTRAST:
-        return np.zeros(gray.shape, dtype=bool)
-    if dark >= light:
-        return gray < background - dark / 2
-    return gray > background + light / 2
+    return ink_image(gray).astype(bool)
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:

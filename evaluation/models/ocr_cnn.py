@@ -181,14 +181,15 @@ def add_losses_compared(report: Report, ctx: EvalContext) -> None:
     dataset = ctx.datamodule.dataset("test")
     indices = sample_indices(len(dataset))
     rows = []
-    for loss, (run, model) in sorted(found.items()):
+    for loss, (run, model, steps) in sorted(found.items()):
         top, labels, _ = top_k_predictions(model, dataset, indices)
-        rows.append([loss, run.name, *_accuracy_cells(top, labels)])
+        rows.append([loss, run.name, steps, *_accuracy_cells(top, labels)])
     report.add_table(
         "The three losses compared (held-out families, test noise)",
-        ["loss", "run", "glyphs", "top-1", "top-3", "top-1, 95 % interval"],
+        ["loss", "run", "steps trained", "glyphs", "top-1", "top-3", "top-1, 95 % interval"],
         rows,
-        note="The newest run of each loss with this run's data settings; same held-out sample for all.",
+        note="The newest run of each loss with this run's data settings; same held-out sample for all. "
+        "Runs with different numbers of steps are not a like-for-like comparison: read the steps column.",
     )
 
 
