@@ -32,9 +32,8 @@ def save_image_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> Path:
     return path
 
 
-def points_figure(
-    points: torch.Tensor, modes: torch.Tensor | None = None, std: float | None = None, title: str = ""
-) -> Figure:
+def points_figure(points: torch.Tensor, modes: torch.Tensor | None = None, std: float | None = None,
+                  title: str = "") -> Figure:
     """Generated 2-D points, with the data's modes and their 3σ circles when known.
 
     Shape:
@@ -58,9 +57,8 @@ def points_figure(
     return fig
 
 
-def save_points(
-    points: torch.Tensor, path: Path, modes: torch.Tensor | None = None, std: float | None = None, title: str = ""
-) -> Path:
+def save_points(points: torch.Tensor, path: Path, modes: torch.Tensor | None = None, std: float | None = None,
+                title: str = "") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     points_figure(points, modes, std, title).savefig(path, dpi=90)
     return path

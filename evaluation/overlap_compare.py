@@ -1,7 +1,7 @@
 """The overlap test of several runs in one Markdown table, on the same pairs.
 
-python -m evaluation.overlap_compare --runs runs/capsule-... runs/cnn_baseline-...
-python -m evaluation.overlap_compare --runs RUN [RUN ...] --pairs 2000 --seed 1 --out reports/overlap.md
+    python -m evaluation.overlap_compare --runs runs/capsule-... runs/cnn_baseline-...
+    python -m evaluation.overlap_compare --runs RUN [RUN ...] --pairs 2000 --seed 1 --out reports/overlap.md
 """
 
 from __future__ import annotations

@@ -26,23 +26,14 @@ def _fid_table(report: Report, ctx: EvalContext, series: dict) -> None:
     real = _test_samples(ctx).to(model.device)
     half = len(real) // 2
     floor = real_vs_real_fid(model.fid, real)
-    rows = [
-        ["generated vs test (first half)", ctx.metrics.get("test/fid", math.nan), half],
-        ["real vs real: test first half vs second half (floor)", floor, half],
-    ]
+    rows = [["generated vs test (first half)", ctx.metrics.get("test/fid", math.nan), half],
+            ["real vs real: test first half vs second half (floor)", floor, half]]
     fid = [v for _, v in series.get("val/fid", [])]
     if fid:
-        rows.append(
-            [
-                f"validation, first evaluation → last ({len(fid)} evaluations)",
-                f"{fid[0]:.4g} → {fid[-1]:.4g} ({fid[-1] / fid[0]:.1%} of the first)",
-                model.hparams.fid_samples,
-            ]
-        )
+        rows.append([f"validation, first evaluation → last ({len(fid)} evaluations)",
+                     f"{fid[0]:.4g} → {fid[-1]:.4g} ({fid[-1] / fid[0]:.1%} of the first)", model.hparams.fid_samples])
     report.add_table(
-        f"Sample quality: {model.fid_label}",
-        ["comparison", "Fréchet distance", "samples per side"],
-        rows,
+        f"Sample quality: {model.fid_label}", ["comparison", "Fréchet distance", "samples per side"], rows,
         note="Fréchet distance between Gaussians fitted to features of the two sample sets (torchmetrics' "
         "FrechetInceptionDistance with the features named in the title). A domain FID uses a classifier this "
         "suite trained on the same data: comparable between runs with the same classifier, not with published "
@@ -52,15 +43,10 @@ def _fid_table(report: Report, ctx: EvalContext, series: dict) -> None:
 
 
 def _curves(report: Report, series: dict) -> None:
-    panels = [
-        (key, title)
-        for key, title in (
-            ("val/fid", "Fréchet distance (validation)"),
-            ("train/wasserstein", "critic's Wasserstein estimate"),
-            ("train/gradient_penalty", "gradient penalty (λ·E[...])"),
-        )
-        if series.get(key)
-    ]
+    panels = [(key, title) for key, title in (("val/fid", "Fréchet distance (validation)"),
+                                              ("train/wasserstein", "critic's Wasserstein estimate"),
+                                              ("train/gradient_penalty", "gradient penalty (λ·E[...])"))
+              if series.get(key)]
     if not panels:
         return
     fig = Figure(figsize=(4.2 * len(panels), 3.2))
@@ -71,12 +57,8 @@ def _curves(report: Report, series: dict) -> None:
         ax.set(title=title, xlabel="training batch")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    report.add_figure(
-        "gan_curves",
-        fig,
-        "Training curves: FID, Wasserstein estimate, penalty",
-        "Batches counted as Lightning logs them (every critic step is one batch).",
-    )
+    report.add_figure("gan_curves", fig, "Training curves: FID, Wasserstein estimate, penalty",
+                      "Batches counted as Lightning logs them (every critic step is one batch).")
 
 
 def _samples_across_training(report: Report, ctx: EvalContext, max_panels: int = 4) -> None:
@@ -91,13 +73,9 @@ def _samples_across_training(report: Report, ctx: EvalContext, max_panels: int =
         ax.set_title(saved[index].stem.replace("_", " "), fontsize=9)
         ax.axis("off")
     fig.tight_layout()
-    report.add_figure(
-        "samples_across_training",
-        fig,
-        "Samples from fixed latent vectors across training",
-        f"{len(saved)} grids were written during training to {ctx.run_dir / 'samples'}; these are "
-        "the first, the last and evenly spaced ones between. Same latent vectors in every panel.",
-    )
+    report.add_figure("samples_across_training", fig, "Samples from fixed latent vectors across training",
+                      f"{len(saved)} grids were written during training to {ctx.run_dir / 'samples'}; these are "
+                      "the first, the last and evenly spaced ones between. Same latent vectors in every panel.")
 
 
 def _final_images(report: Report, ctx: EvalContext) -> None:
@@ -116,12 +94,8 @@ def _final_images(report: Report, ctx: EvalContext) -> None:
     ax = fig.add_subplot(1, 1, 1)
     ax.imshow(strip.permute(1, 2, 0).numpy())
     ax.axis("off")
-    report.add_figure(
-        "latent_interpolation",
-        fig,
-        "Latent interpolation",
-        "Each row walks the great circle between two random latent vectors in 10 steps.",
-    )
+    report.add_figure("latent_interpolation", fig, "Latent interpolation",
+                      "Each row walks the great circle between two random latent vectors in 10 steps.")
 
 
 def _points(report: Report, ctx: EvalContext) -> None:
@@ -130,21 +104,15 @@ def _points(report: Report, ctx: EvalContext) -> None:
     model, data = ctx.model, ctx.datamodule
     points = model.sample(torch.randn(4000, model.hparams.latent_dim, generator=torch.Generator().manual_seed(5)))
     modes, std = getattr(data, "modes", None), getattr(data, "std", None)
-    report.add_figure(
-        "points_over_modes",
-        points_figure(points, modes, std, "4,000 generated points"),
-        "Generated points over the modes",
-        "Red: the data's modes and their 3σ circles.",
-    )
+    report.add_figure("points_over_modes", points_figure(points, modes, std, "4,000 generated points"),
+                      "Generated points over the modes", "Red: the data's modes and their 3σ circles.")
     if modes is None or std is None:
         return
     coverage = mode_coverage(points.cpu(), modes, std)
-    rows = [
-        ["points within 3σ of a mode", f"{coverage['near']:.1%}", "≥ 90 %"],
-        ["modes holding a point", f"{coverage['modes_hit']} of {len(modes)}", f"{len(modes)}"],
-        ["smallest share of a mode", f"{min(coverage['per_mode']):.1%}", "≥ 5 %"],
-        ["largest share of a mode", f"{max(coverage['per_mode']):.1%}", f"{1 / len(modes):.1%} if even"],
-    ]
+    rows = [["points within 3σ of a mode", f"{coverage['near']:.1%}", "≥ 90 %"],
+            ["modes holding a point", f"{coverage['modes_hit']} of {len(modes)}", f"{len(modes)}"],
+            ["smallest share of a mode", f"{min(coverage['per_mode']):.1%}", "≥ 5 %"],
+            ["largest share of a mode", f"{max(coverage['per_mode']):.1%}", f"{1 / len(modes):.1%} if even"]]
     report.add_table("Mode coverage (4,000 generated points)", ["measure", "value", "target"], rows)
 
 
