@@ -101,7 +101,7 @@ def _jitter_matrix(rng: np.random.Generator, cx: float, cy: float) -> tuple[floa
 def render_glyph(char: str, face: FontFace, size_px: int, noise: float, seed: int, jitter: bool = True) -> np.ndarray:
     """One character as the network sees it: uint8 (48, 48), ink 255 on 0.
 
-    Drawn with ``face`` at ``size_px`` on a canvas twice that size, distorted by a random affine
+    Drawn with ``face`` at ``size_px`` on a canvas 1.5 times that size, distorted by a random affine
     map (rotation ±4°, shear ±0.12, aspect ×e^±0.12; ``jitter=False`` skips it), binarised at half
     intensity, put through :func:`normalize_crop`, then each pixel is set to ink with probability
     ``noise``. Everything random comes from ``numpy.random.default_rng(seed)``, so the same

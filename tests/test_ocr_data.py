@@ -13,6 +13,7 @@ from ocr.fonts import (
     FontFace,
     covers,
     discover_fonts,
+    font_dirs,
     read_faces,
     training_faces,
 )
@@ -186,3 +187,12 @@ def test_noto_cjk_faces_of_other_regions_are_kept_out_of_simplified_labels():
     kept = training_faces(chars, faces=faces)
     assert {f.family for f in kept} == {"Noto Sans CJK SC", "Noto Sans Mono CJK SC"}
     assert {f.region for f in training_faces(chars, faces=faces, allow_regions=None)} == {"SC", "TC", "HK", "JP", "KR"}
+
+
+def test_fonts_in_the_users_font_folder_are_found(tmp_path, monkeypatch):
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    user_fonts = Path.home() / ".local" / "share" / "fonts"  # HOME is a fresh folder in every test
+    user_fonts.mkdir(parents=True)
+    make_font(user_fonts / "mine.ttf", "My Own Font", {"B": "triangle"})
+    assert user_fonts in font_dirs()
+    assert "My Own Font" in {f.family for f in discover_fonts()}
