@@ -24,7 +24,7 @@ from evaluation.report import Report
 from evaluation.stats import percent_with_ci
 
 NOISE_LEVELS = (0.0, 0.05, 0.15)
-MAX_GLYPHS = 3000  # per noise level: a fixed random subset of the held-out split (Wilson intervals say how sure)
+MAX_GLYPHS = 1500  # per noise level: a fixed random subset of the held-out split (Wilson intervals say how sure)
 LINES, LINE_LENGTH = 100, 10
 CONFUSED_PAIRS = 12
 BATCH = 512
