@@ -31,7 +31,9 @@ class WGANGP(LightningModule):
     the penalty's input gradient and its double backward run over every row of the graph they go
     through, so inside a joint pass they would also process the (zero-gradient) real and generated
     rows and cost three times as much. The generated samples are made without recording the
-    generator's graph.
+    generator's graph. The conv critic's activations (:class:`~lit_modules.components.gan_networks.CriticReLU`)
+    keep the penalty's backward out of the interpolates' forward pass, where torch's own would send
+    zeros through all of it.
     Generator step (after every ``n_critic``-th batch, counted by ``batch_idx``: ``global_step``
     counts both optimisers' steps): ``L_G = −E[D(G(z))]``, with the critic's weights switched off.
 
