@@ -21,7 +21,10 @@ batch 64, n_critic 5, Adam; CPU. Every variant starts from the same weights. Var
   interpolates' forward pass;
 - ``ours_no_penalty``: ours with the penalty left out (one pass over real and generated, no
   ``autograd.grad``): the difference to ``ours`` is what the penalty's gradient and double backward cost;
-- ``generator_forward``: only the ``n_critic`` generator passes that make the critic steps' fakes.
+- ``generator_forward``: only the ``n_critic`` generator passes that make the critic steps' fakes;
+- ``ours_critic_steps`` and ``reference_critic_steps``: only the ``n_critic`` critic steps (losses,
+  backward, Adam) on fakes made beforehand: the part of the iteration where the two differ, without
+  the generator's transposed convolutions that both run alike.
 
 Time is this process's CPU time (``time.process_time``) with one intra-op thread: on a shared
 machine, wall time mostly measures the other jobs. Each round runs every variant once, in an order
@@ -39,7 +42,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.baselines.wgan_reference import reference_iteration
+from benchmarks.baselines.wgan_reference import reference_critic_loss, reference_iteration
 from benchmarks.machine import load_average, machine_description
 from lit_modules.components.gan_networks import with_torch_activations
 from lit_modules.wgan_gp import WGANGP
@@ -47,7 +50,8 @@ from losses.wasserstein import critic_loss
 
 FULL = {"batch": 64, "image": 28, "width": 64, "latent": 128, "n_critic": 5, "rounds": 8}
 QUICK = {"batch": 8, "image": 8, "width": 8, "latent": 16, "n_critic": 2, "rounds": 2}
-VARIANTS = ("ours", "reference", "ours_torch_activation", "ours_no_penalty", "generator_forward")
+VARIANTS = ("ours", "reference", "ours_torch_activation", "ours_no_penalty", "generator_forward",
+            "ours_critic_steps", "reference_critic_steps")
 
 
 def make(sizes: dict, torch_activations: bool = False) -> tuple[WGANGP, torch.optim.Optimizer, torch.optim.Optimizer]:
@@ -82,6 +86,18 @@ def ours_iteration(model: WGANGP, critic_opt, generator_opt, batches, penalty: b
     model.critic.requires_grad_(True)
 
 
+def critic_steps(model: WGANGP, critic_opt, batches, fakes, reference: bool = False) -> None:
+    """The critic steps alone, on fakes made beforehand (ours, or the reference's loss)."""
+    for real, fake in zip(batches, fakes):
+        if reference:
+            loss = reference_critic_loss(model.critic, real, fake)
+        else:
+            loss = model.critic_objective_on(real, fake, torch.rand(real.shape[0]))[0]
+        critic_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        critic_opt.step()
+
+
 def generate_fakes(model: WGANGP, batches) -> None:
     """Only the fakes the critic steps need (no gradient): the generator's share of an iteration."""
     with torch.no_grad():
@@ -91,7 +107,8 @@ def generate_fakes(model: WGANGP, batches) -> None:
 
 def measure(sizes: dict) -> dict[str, list[float]]:
     batches = [torch.rand(sizes["batch"], 1, sizes["image"], sizes["image"]) for _ in range(sizes["n_critic"])]
-    torch_activations = ("reference", "ours_torch_activation")
+    torch_activations = ("reference", "ours_torch_activation", "reference_critic_steps")
+    fakes = [torch.rand_like(real) for real in batches]
     setups = {name: make(sizes, torch_activations=name in torch_activations) for name in VARIANTS}
     run = {
         "ours": lambda m, c, g: ours_iteration(m, c, g, batches),
@@ -99,6 +116,8 @@ def measure(sizes: dict) -> dict[str, list[float]]:
         "ours_torch_activation": lambda m, c, g: ours_iteration(m, c, g, batches),
         "ours_no_penalty": lambda m, c, g: ours_iteration(m, c, g, batches, penalty=False),
         "generator_forward": lambda m, c, g: generate_fakes(m, batches),
+        "ours_critic_steps": lambda m, c, g: critic_steps(m, c, batches, fakes),
+        "reference_critic_steps": lambda m, c, g: critic_steps(m, c, batches, fakes, reference=True),
     }
     times: dict[str, list[float]] = {name: [] for name in run}
     for name in run:  # warm-up
@@ -120,7 +139,11 @@ def render(times: dict[str, list[float]], sizes: dict, quick: bool) -> str:
     zeros = median["ours_torch_activation"] - median["ours"]
     fakes = median["generator_forward"]
     rows = [f"| `{name}` | {best[name] * 1e3:.0f} | {median[name] * 1e3:.0f} | {ratio[name]:.2f}× |"
-            for name in VARIANTS]
+            for name in VARIANTS[:5]]
+    critic_ratio = statistics.median(r / t for r, t in zip(times["reference_critic_steps"], times["ours_critic_steps"]))
+    rows += [f"| `{name}` | {best[name] * 1e3:.0f} | {median[name] * 1e3:.0f} | "
+             f"{critic_ratio if name == 'ours_critic_steps' else 1.0:.2f}× (of `reference_critic_steps`) |"
+             for name in VARIANTS[5:]]
     return "\n".join([
         "## wgan_gp: one generator iteration",
         "",

@@ -169,9 +169,19 @@ class WGANGP(LightningModule):
         Shape:
             - real: ``(B, *input_shape)``; z: ``(B, latent_dim)``; eps: ``(B,)``
         """
-        b = real.shape[0]
         with torch.no_grad():
             fake = self.generator(z).to(real.dtype)
+        return self.critic_objective_on(real, fake, eps)
+
+    def critic_objective_on(
+        self, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`critic_objective` for generated samples made already (without a graph).
+
+        Shape:
+            - real, fake: ``(B, *input_shape)``; eps: ``(B,)``
+        """
+        b = real.shape[0]
         x_hat = random_interpolates(real, fake, eps=eps)
         critic = self._trained("critic")
         joint = self.hparams.joint_critic_pass
