@@ -31,7 +31,9 @@ class WGANGP(LightningModule):
     the penalty's input gradient and its double backward run over every row of the graph they go
     through, so inside a joint pass they would also process the (zero-gradient) real and generated
     rows and cost three times as much. The generated samples are made without recording the
-    generator's graph.
+    generator's graph. The conv critic's activations (:class:`~lit_modules.components.gan_networks.CriticReLU`)
+    keep the penalty's backward out of the interpolates' forward pass, where torch's own would send
+    zeros through all of it.
     Generator step (after every ``n_critic``-th batch, counted by ``batch_idx``: ``global_step``
     counts both optimisers' steps): ``L_G = −E[D(G(z))]``, with the critic's weights switched off.
 
@@ -167,9 +169,19 @@ class WGANGP(LightningModule):
         Shape:
             - real: ``(B, *input_shape)``; z: ``(B, latent_dim)``; eps: ``(B,)``
         """
-        b = real.shape[0]
         with torch.no_grad():
             fake = self.generator(z).to(real.dtype)
+        return self.critic_objective_on(real, fake, eps)
+
+    def critic_objective_on(
+        self, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`critic_objective` for generated samples made already (without a graph).
+
+        Shape:
+            - real, fake: ``(B, *input_shape)``; eps: ``(B,)``
+        """
+        b = real.shape[0]
         x_hat = random_interpolates(real, fake, eps=eps)
         critic = self._trained("critic")
         joint = self.hparams.joint_critic_pass

@@ -8,6 +8,7 @@ from conftest import FAST, only_run, train
 from lightning.pytorch import Trainer
 
 from datamodules.gaussian_ring import GaussianRingDataModule, mode_coverage, ring_modes
+from lit_modules.components.gan_networks import CriticReLU, with_torch_activations
 from lit_modules.wgan_gp import WGANGP
 from litsuite.guards import FiniteLossGuard
 from losses.wasserstein import critic_loss
@@ -55,6 +56,30 @@ def test_critic_objective_equals_separate_passes(joint):
     assert penalty.item() == pytest.approx(expected_penalty.item(), rel=1e-5)
     for name, p in model.critic.named_parameters():
         torch.testing.assert_close(joint[name], p.grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("input_shape, norm", [((1, 8, 8), "none"), ((1, 8, 8), "layer")])
+def test_critic_activation_gives_torch_leaky_relu_values_gradients_and_penalty_gradients(input_shape, norm):
+    """CriticReLU only stops the penalty's zero second derivatives from flowing: every value stays the same."""
+    torch.manual_seed(3)
+    model = WGANGP(input_shape=input_shape, latent_dim=4, width=8, critic_norm=norm, ema_decay=0.0)
+    critic, stock = model.critic, with_torch_activations(model.critic)
+    assert any(isinstance(m, CriticReLU) for m in critic.modules())
+    assert not any(isinstance(m, CriticReLU) for m in stock.modules())
+    x = torch.randn(6, *input_shape)
+    grads = []
+    for net in (critic, stock):
+        x_hat = x.clone().requires_grad_(True)
+        out = net(x_hat)
+        (g,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+        penalty = ((g.flatten(1).norm(dim=1) - 1) ** 2).mean()
+        weight_grads = torch.autograd.grad(penalty + out.mean(), list(net.parameters()))
+        grads.append((out.detach(), g.detach(), weight_grads))
+    (out_a, g_a, w_a), (out_b, g_b, w_b) = grads
+    torch.testing.assert_close(out_a, out_b, rtol=0, atol=0)
+    torch.testing.assert_close(g_a, g_b, rtol=0, atol=0)
+    for a, b in zip(w_a, w_b, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize(
@@ -143,3 +168,27 @@ def test_loss_guard_reads_the_losses_a_step_only_logs():
                       enable_progress_bar=False, enable_model_summary=False, callbacks=[FiniteLossGuard()])
     with pytest.raises(NonFiniteLossError, match=r"non-finite training loss \(nan\) at step 0 \(epoch 0, batch 2\)"):
         trainer.fit(Module())
+
+
+@pytest.mark.parametrize("data", ["fashion_mnist", "mnist", "cifar10", "digits", "gaussian_ring"])
+def test_each_data_recipe_builds_and_trains_one_generator_iteration(data):
+    """The model ``--model wgan_gp --data X`` composes (X's recipe over the model's defaults), on samples
+    of X's shape: n_critic critic steps and a generator step, finite weights afterwards."""
+    import importlib
+
+    from litsuite import registry
+
+    args = registry.load_yaml(registry.model_config("wgan_gp"))["model"]["init_args"]
+    args.update(registry.load_yaml(registry.pairing_config("wgan_gp", data))["model"]["init_args"])
+    module, name = registry.class_path_of(registry.load_yaml(registry.data_config(data)), "data").rsplit(".", 1)
+    shape = getattr(importlib.import_module(module), name).input_shape
+    args = {key: tuple(value) if isinstance(value, list) else value for key, value in args.items()}
+    model = WGANGP(input_shape=shape, **args)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.rand(16, *shape)), batch_size=2)
+    trainer = Trainer(max_epochs=1, limit_train_batches=model.hparams.n_critic, limit_val_batches=0,
+                      accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False)
+    trainer.fit(model, train_dataloaders=loader)
+    steps = [int(next(iter(opt.state.values()))["step"]) for opt in trainer.optimizers]
+    assert steps == [model.hparams.n_critic, 1]
+    assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -18,9 +18,18 @@ from torch import nn
 
 def reference_critic_step(generator: nn.Module, critic: nn.Module, optimizer, real: torch.Tensor,
                           latent_dim: int, gp_weight: float = 10.0) -> float:
-    b = real.shape[0]
     optimizer.zero_grad()
-    fake = generator(torch.randn(b, latent_dim)).detach()
+    fake = generator(torch.randn(real.shape[0], latent_dim)).detach()
+    loss = reference_critic_loss(critic, real, fake, gp_weight)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def reference_critic_loss(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                          gp_weight: float = 10.0) -> torch.Tensor:
+    """The critic's loss, penalty included, for generated samples made already."""
+    b = real.shape[0]
     d_real = critic(real).mean()
     d_fake = critic(fake).mean()
     alpha = torch.rand(b, 1, 1, 1) if real.dim() == 4 else torch.rand(b, 1)
@@ -30,10 +39,7 @@ def reference_critic_step(generator: nn.Module, critic: nn.Module, optimizer, re
                                     grad_outputs=torch.ones_like(d_interpolates),
                                     create_graph=True, retain_graph=True, only_inputs=True)[0]
     penalty = gp_weight * ((gradients.view(b, -1).norm(2, dim=1) - 1) ** 2).mean()
-    loss = d_fake - d_real + penalty
-    loss.backward()
-    optimizer.step()
-    return loss.item()
+    return d_fake - d_real + penalty
 
 
 def reference_generator_step(generator: nn.Module, critic: nn.Module, optimizer, batch_size: int,
