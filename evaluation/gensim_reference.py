@@ -81,3 +81,26 @@ def train_gensim(
         seconds=seconds,
         words_trained=int(sum(len(s) for s in sentences) * epochs),
     )
+
+
+def held_out_comparison(model, result: GensimResult, pairs: torch.Tensor, batch_size: int = 4096) -> dict[str, dict]:
+    """The same held-out losses for a ``skipgram`` model and for gensim's vectors.
+
+    gensim's input vectors (``wv``) and output vectors (``syn1neg``) are put into a copy of ``model``,
+    so both are scored by one function on the same pairs with the same seeded noise words drawn from
+    the same unigram^0.75 distribution: the negative-sampling loss (what both minimise) and the
+    full-softmax cross-entropy −log p(context | centre).
+
+    Returns:
+        ``{"skipgram": {"loss", "softmax_ce"}, "gensim": {...}, "ratio": skipgram loss / gensim's}``.
+    """
+    import copy
+
+    from evaluation.models.skipgram import held_out_losses
+
+    reference = copy.deepcopy(model).cpu().eval()
+    reference.centre.weight.data.copy_(result.centre)
+    reference.context.weight.data.copy_(result.context)
+    ours = held_out_losses(model.cpu().eval(), pairs, batch_size)
+    theirs = held_out_losses(reference, pairs, batch_size)
+    return {"skipgram": ours, "gensim": theirs, "ratio": ours["loss"] / theirs["loss"]}

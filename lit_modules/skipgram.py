@@ -23,7 +23,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from lit_modules.components.embedding_dimension import min_embedding_dim
-from losses.negative_sampling import full_softmax_loss, negative_sampling_loss, noise_distribution
+from losses.negative_sampling import full_softmax_loss, fused_negative_sampling_loss, noise_distribution
 
 LOSSES = ("negative_sampling", "softmax")
 OPTIMIZERS = ("sparse_adam", "sgd")
@@ -96,22 +96,29 @@ class SkipGram(LightningModule):
         return self.centre(words)
 
     def pair_losses(self, pairs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The training loss of each (centre, context) pair. Shape: ``(B, 2)`` → ``(B,)``."""
+        """The training loss of each (centre, context) pair. Shape: ``(B, 2)`` → ``(B,)``.
+
+        One gather of the output table serves the context and the K noise words; the loss's gradient
+        is written out (:func:`losses.negative_sampling.fused_negative_sampling_loss`).
+        """
         if self.hparams.loss == "softmax":
             return self.softmax_losses(pairs)
-        u = self.centre(pairs[:, 0])
+        k = self.hparams.negatives
         weights = self.noise if generator is None else self.noise.cpu()  # a seeded generator lives on the CPU
-        noise = torch.multinomial(weights, len(pairs) * self.hparams.negatives, replacement=True, generator=generator)
-        negatives = self.context(noise.to(pairs.device).view(len(pairs), self.hparams.negatives))
-        return negative_sampling_loss(u, self.context(pairs[:, 1]), negatives)
+        noise = torch.multinomial(weights, len(pairs) * k, replacement=True, generator=generator)
+        outputs = torch.cat((pairs[:, 1:], noise.to(pairs.device).view(len(pairs), k)), dim=1)  # (B, 1 + K)
+        return fused_negative_sampling_loss(self.centre(pairs[:, 0]), self.context(outputs))
 
     def softmax_losses(self, pairs: torch.Tensor) -> torch.Tensor:
         """−log p(context | centre) under the model's full softmax, per pair. Shape: ``(B, 2)`` → ``(B,)``."""
         return full_softmax_loss(self.centre(pairs[:, 0]), pairs[:, 1], self.context.weight)
 
     def training_step(self, batch, batch_idx):
-        loss = self.pair_losses(batch[0]).mean()
-        self.log("train/loss", loss, prog_bar=True)
+        losses = self.pair_losses(batch[0])
+        # SGD steps by the sum over the batch's pairs, as word2vec steps once per pair at its lr
+        loss = losses.sum() if self.hparams.optimizer == "sgd" else losses.mean()
+        if batch_idx % self.trainer.log_every_n_steps == 0:  # logging costs as much as a small step
+            self.log("train/loss", losses.detach().mean(), prog_bar=True)
         return loss
 
     @torch.no_grad()

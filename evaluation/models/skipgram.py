@@ -7,7 +7,6 @@ cross-entropy is its conditional entropy).
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -79,15 +78,13 @@ def extend_report(report: Report, ctx: EvalContext) -> None:
     if data.truth is not None:
         rows.append(["generating model (best possible)", "", data.truth.conditional_entropy(), "H(context | centre)"])
     else:
-        from evaluation.gensim_reference import train_gensim
+        from evaluation.gensim_reference import held_out_comparison, train_gensim
 
         saved = torch.load(ctx.ckpt_path, map_location="cpu", weights_only=False)
         epochs = int(saved.get("epoch", 0)) + 1  # the epoch the checkpoint was written in, counted from 1
         result = train_gensim(data, model.embedding_dim, epochs, model.hparams.negatives)
-        reference = copy.deepcopy(model)
-        reference.centre.weight.data.copy_(result.centre)
-        reference.context.weight.data.copy_(result.context)
-        losses = held_out_losses(reference, test_pairs, data.batch_size)
+        compared = held_out_comparison(model, result, test_pairs, data.batch_size)
+        losses = compared["gensim"]
         ratio = ctx.metrics.get("test/loss", math.nan) / losses["loss"]
         rows.append(
             [
