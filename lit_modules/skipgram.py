@@ -96,18 +96,37 @@ class SkipGram(LightningModule):
         return self.centre(words)
 
     def pair_losses(self, pairs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The training loss of each (centre, context) pair. Shape: ``(B, 2)`` → ``(B,)``.
-
-        One gather of the output table serves the context and the K noise words; the loss's gradient
-        is written out (:func:`losses.negative_sampling.fused_negative_sampling_loss`).
-        """
+        """The training loss of each (centre, context) pair, noise words drawn here. Shape: ``(B, 2)`` → ``(B,)``."""
         if self.hparams.loss == "softmax":
             return self.softmax_losses(pairs)
-        k = self.hparams.negatives
+        return self.negative_sampling_losses(pairs, self.sample_noise(len(pairs), generator).to(pairs.device))
+
+    def sample_noise(self, num_pairs: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``negatives`` noise words per pair from the unigram^0.75 distribution. Shape: ``(num_pairs, K)``."""
         weights = self.noise if generator is None else self.noise.cpu()  # a seeded generator lives on the CPU
-        noise = torch.multinomial(weights, len(pairs) * k, replacement=True, generator=generator)
-        outputs = torch.cat((pairs[:, 1:], noise.to(pairs.device).view(len(pairs), k)), dim=1)  # (B, 1 + K)
+        k = self.hparams.negatives
+        return torch.multinomial(weights, num_pairs * k, replacement=True, generator=generator).view(num_pairs, k)
+
+    def negative_sampling_losses(self, pairs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Negative-sampling loss of each pair against the given noise words. Shape: ``(B, 2), (B, K)`` → ``(B,)``.
+
+        One gather of the output table serves the context and the noise words; the loss's gradient
+        is written out (:func:`losses.negative_sampling.fused_negative_sampling_loss`).
+        """
+        outputs = torch.cat((pairs[:, 1:], noise), dim=1)  # (B, 1 + K)
         return fused_negative_sampling_loss(self.centre(pairs[:, 0]), self.context(outputs))
+
+    def step_loss(self, losses: torch.Tensor) -> torch.Tensor:
+        """The loss the optimiser steps on, from the pairs' losses ``(B,)``.
+
+        SGD: the sum over the batch's pairs times the number of ranks, as word2vec steps by each pair's
+        full gradient at its lr (DDP averages the ranks' gradients, so the update is the global batch's
+        sum, equal to one process on the whole global batch). SparseAdam: the mean.
+        """
+        if self.hparams.optimizer != "sgd":
+            return losses.mean()
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        return losses.sum() * world
 
     def softmax_losses(self, pairs: torch.Tensor) -> torch.Tensor:
         """−log p(context | centre) under the model's full softmax, per pair. Shape: ``(B, 2)`` → ``(B,)``."""
@@ -115,8 +134,7 @@ class SkipGram(LightningModule):
 
     def training_step(self, batch, batch_idx):
         losses = self.pair_losses(batch[0])
-        # SGD steps by the sum over the batch's pairs, as word2vec steps once per pair at its lr
-        loss = losses.sum() if self.hparams.optimizer == "sgd" else losses.mean()
+        loss = self.step_loss(losses)
         if batch_idx % self.trainer.log_every_n_steps == 0:  # logging costs as much as a small step
             self.log("train/loss", losses.detach().mean(), prog_bar=True)
         return loss
