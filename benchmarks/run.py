@@ -14,7 +14,7 @@ from pathlib import Path
 
 from benchmarks.machine import machine_description
 
-BENCHMARKS = ("linear_ae", "capsules", "ddp_scaling", "recipes", "contrastive", "wgan_gp")
+BENCHMARKS = ("linear_ae", "capsules", "ddp_scaling", "recipes", "contrastive", "wgan_gp", "skipgram")
 RESULTS = Path("benchmarks/results")
 
 

@@ -7,8 +7,9 @@ over the vocabulary (:func:`losses.negative_sampling.full_softmax_loss`) for sma
 Without an ``embedding_dim`` the n > 8.33·ln N rule chooses it
 (:func:`lit_modules.components.embedding_dimension.min_embedding_dim`).
 
-The embeddings produce sparse gradients (only the rows a batch touches), stepped by
-``torch.optim.SparseAdam`` or plain SGD with word2vec's linearly decaying learning rate. Sparse
+The embeddings produce sparse gradients (only the rows a batch touches), stepped by plain SGD on the
+batch's summed loss with word2vec's lr 0.025 decaying linearly (the default: the step is one index-add
+per table, see BENCHMARKS.md), or by ``torch.optim.SparseAdam`` on the mean loss. Sparse
 gradients are all-reduced by DDP under gloo; NCCL has no sparse all-reduce, so under NCCL the model
 switches to dense gradients (and Adam) by itself.
 """
@@ -26,7 +27,7 @@ from lit_modules.components.embedding_dimension import min_embedding_dim
 from losses.negative_sampling import full_softmax_loss, fused_negative_sampling_loss, noise_distribution
 
 LOSSES = ("negative_sampling", "softmax")
-OPTIMIZERS = ("sparse_adam", "sgd")
+OPTIMIZERS = ("sgd", "adam")
 
 
 class SkipGram(LightningModule):
@@ -37,9 +38,11 @@ class SkipGram(LightningModule):
         embedding_dim: n; None lets the n > 8.33·ln N rule choose it.
         loss: ``negative_sampling`` or ``softmax`` (exact, for small N).
         negatives: K noise words per pair.
-        optimizer: ``sparse_adam`` or ``sgd`` (word2vec's: learning rate decaying linearly to lr·1e-4).
-        lr: learning rate.
-        sparse: sparse embedding gradients (dense under NCCL, which cannot all-reduce them).
+        optimizer: ``sgd`` (word2vec's: the batch's summed loss, learning rate decaying linearly to
+            lr·1e-4) or ``adam`` (mean loss; ``SparseAdam`` on sparse gradients, else ``Adam``).
+        lr: learning rate (word2vec's 0.025 for ``sgd``).
+        sparse: sparse embedding gradients (dense under NCCL, which cannot all-reduce them, and with
+            the full softmax, where every output vector gets a gradient).
     """
 
     def __init__(
@@ -48,8 +51,8 @@ class SkipGram(LightningModule):
         embedding_dim: int | None = None,
         loss: str = "negative_sampling",
         negatives: int = 5,
-        optimizer: str = "sparse_adam",
-        lr: float = 0.003,
+        optimizer: str = "sgd",
+        lr: float = 0.025,
         sparse: bool = True,
     ) -> None:
         super().__init__()
@@ -71,6 +74,7 @@ class SkipGram(LightningModule):
         elif embedding_dim < 1:
             raise ValueError(f"embedding_dim must be at least 1, got {embedding_dim}")
         self.save_hyperparameters()
+        sparse = sparse and loss != "softmax"
         self.embedding_dim = embedding_dim
         self.centre = nn.Embedding(vocab_size, embedding_dim, sparse=sparse)
         self.context = nn.Embedding(vocab_size, embedding_dim, sparse=sparse)
