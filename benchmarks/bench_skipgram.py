@@ -102,7 +102,7 @@ def main() -> int:
         model = SkipGram(vocab_size=data.vocab_size, embedding_dim=DIM, optimizer="sgd", lr=0.025)
         model.noise.copy_(noise_distribution(data.word_counts))
         seconds, cpu = timed(trainer_epoch if run == "trainer" else plain_loop, model, data)
-        compared = held_out_comparison(model, gensim, test_pairs)
+        compared = held_out_comparison(model, gensim, test_pairs, softmax=False)
         gensim_loss = compared["gensim"]["loss"]
         rows.append((name, seconds, cpu, compared["skipgram"]["loss"]))
     rows.insert(0, ("gensim Word2Vec (sg=1, negative=5)", gensim.seconds, gensim.cpu_seconds, gensim_loss))

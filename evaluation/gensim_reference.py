@@ -85,13 +85,15 @@ def train_gensim(
     )
 
 
-def held_out_comparison(model, result: GensimResult, pairs: torch.Tensor, batch_size: int = 4096) -> dict[str, dict]:
+def held_out_comparison(
+    model, result: GensimResult, pairs: torch.Tensor, batch_size: int = 4096, softmax: bool = True
+) -> dict[str, dict]:
     """The same held-out losses for a ``skipgram`` model and for gensim's vectors.
 
     gensim's input vectors (``wv``) and output vectors (``syn1neg``) are put into a copy of ``model``,
     so both are scored by one function on the same pairs with the same seeded noise words drawn from
-    the same unigram^0.75 distribution: the negative-sampling loss (what both minimise) and the
-    full-softmax cross-entropy −log p(context | centre).
+    the same unigram^0.75 distribution: the negative-sampling loss (what both minimise) and, unless
+    ``softmax`` is False, the full-softmax cross-entropy −log p(context | centre).
 
     Returns:
         ``{"skipgram": {"loss", "softmax_ce"}, "gensim": {...}, "ratio": skipgram loss / gensim's}``.
@@ -103,6 +105,6 @@ def held_out_comparison(model, result: GensimResult, pairs: torch.Tensor, batch_
     reference = copy.deepcopy(model).cpu().eval()
     reference.centre.weight.data.copy_(result.centre)
     reference.context.weight.data.copy_(result.context)
-    ours = held_out_losses(model.cpu().eval(), pairs, batch_size)
-    theirs = held_out_losses(reference, pairs, batch_size)
+    ours = held_out_losses(model.cpu().eval(), pairs, batch_size, softmax)
+    theirs = held_out_losses(reference, pairs, batch_size, softmax)
     return {"skipgram": ours, "gensim": theirs, "ratio": ours["loss"] / theirs["loss"]}
