@@ -3,6 +3,7 @@
     python evaluate.py --run last                                   # newest run
     python evaluate.py --run runs/linear_ae-digits-20260101-120000  # a run directory (or its name)
     python evaluate.py --ckpt runs/<run>/checkpoints/last.ckpt      # a given checkpoint
+    python evaluate.py --dimension 100000                           # embedding size for N words (n > 8.33·ln N)
 
 Writes ``reports/<run>/report.md`` and a self-contained ``report.html`` with the PNG figures beside
 them, and logs metrics and figures to the run's logger (wandb: the same run id, offline without a key).
@@ -27,6 +28,12 @@ def main(argv: list[str]) -> int:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", help="'last', a run name or a run directory")
     which.add_argument("--ckpt", help="a checkpoint file inside a run directory")
+    which.add_argument(
+        "--dimension",
+        type=int,
+        metavar="N",
+        help="print the minimum word-embedding dimension for a vocabulary of N words and the table of h_n",
+    )
     parser.add_argument(
         "--checkpoint",
         choices=("best", "last"),
@@ -41,6 +48,8 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--out", default="reports", help="folder for reports/<run>/ (default: reports)")
     ns = parser.parse_args(argv)
+    if ns.dimension is not None:
+        return _dimension(ns.dimension)
     try:
         run_dir = runs.resolve_run(ns.run or ns.ckpt)
         ckpt = Path(ns.ckpt) if ns.ckpt else runs.pick_checkpoint(run_dir, ns.checkpoint)
@@ -67,6 +76,18 @@ def main(argv: list[str]) -> int:
             2,
         )
     return _evaluate(run_dir, ckpt, ns.logger, Path(ns.out))
+
+
+def _dimension(vocabulary: int) -> int:
+    """Print the n > 8.33·ln N rule for ``vocabulary`` words (SPEC §8)."""
+    from evaluation.dimension_rule import dimension_rule_lines
+
+    try:
+        lines = dimension_rule_lines(vocabulary)
+    except ValueError as err:
+        return fail(f"--dimension {vocabulary}: {err}", 2)
+    print("\n".join(lines))
+    return 0
 
 
 def _evaluate(run_dir: Path, ckpt: Path, logger: str, out_root: Path) -> int:

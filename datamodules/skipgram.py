@@ -63,6 +63,8 @@ class SkipGramDataModule(LightningDataModule):
         batch_size: pairs per batch on each device.
         num_workers: DataLoader worker processes.
         held_out: share of a text's sentences kept for validation and test (half each).
+        max_sentences: train on at most this many of a text's training sentences (None: all), for
+            quick runs; the vocabulary and the held-out pairs come from the full split all the same.
         seed: fixes the synthetic model, the held-out sentences and every epoch's pairs.
     """
 
@@ -79,6 +81,7 @@ class SkipGramDataModule(LightningDataModule):
         batch_size: int = 1024,
         num_workers: int = 0,
         held_out: float = 0.1,
+        max_sentences: int | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -86,6 +89,8 @@ class SkipGramDataModule(LightningDataModule):
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if not 0.0 < held_out < 1.0:
             raise ValueError(f"held_out must lie in (0, 1), got {held_out}")
+        if max_sentences is not None and max_sentences < 1:
+            raise ValueError(f"max_sentences must be at least 1 (or unset), got {max_sentences}")
         if corpus == "synthetic" and (num_words is None or num_words < 2):
             raise ValueError(f"the synthetic corpus needs num_words N ≥ 2, got {num_words}")
         self.save_hyperparameters()
@@ -114,6 +119,7 @@ class SkipGramDataModule(LightningDataModule):
             raise DataError(f"{path}: {len(sentences)} lines are too few to hold {h.held_out:.0%} out")
         train = [sentences[i] for i in order[n_held:]]
         self.vocab = build_vocabulary(train, h.min_count, h.num_words)
+        train = train[: h.max_sentences]  # the vocabulary's counts stay those of the whole split
         self._train_sentences = train
         self._train_text = self._encode(train)
         rng = np.random.default_rng(h.seed + 1)  # held-out pairs: fixed once, no subsampling

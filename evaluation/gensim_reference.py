@@ -25,6 +25,7 @@ class GensimResult:
     centre: torch.Tensor  # (N, n) input vectors
     context: torch.Tensor  # (N, n) output vectors
     seconds: float
+    cpu_seconds: float  # CPU time of this process (all threads) while gensim trained
     words_trained: int  # running words of the training text times epochs (before subsampling, as gensim counts)
 
     @property
@@ -67,9 +68,9 @@ def train_gensim(
     # the suite's own vocabulary and counts, so both models embed the same words and subsample alike
     vocab = datamodule.vocab
     model.build_vocab_from_freq({w: int(c) for w, c in zip(vocab.words, vocab.counts)})
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     model.train(sentences, total_examples=len(sentences), epochs=epochs)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     order = [model.wv.key_to_index.get(word) for word in datamodule.vocab.words]
     missing = sum(i is None for i in order)
     if missing:
@@ -79,5 +80,31 @@ def train_gensim(
         centre=torch.from_numpy(model.wv.vectors)[index].float(),
         context=torch.from_numpy(model.syn1neg)[index].float(),
         seconds=seconds,
+        cpu_seconds=cpu,
         words_trained=int(sum(len(s) for s in sentences) * epochs),
     )
+
+
+def held_out_comparison(
+    model, result: GensimResult, pairs: torch.Tensor, batch_size: int = 4096, softmax: bool = True
+) -> dict[str, dict]:
+    """The same held-out losses for a ``skipgram`` model and for gensim's vectors.
+
+    gensim's input vectors (``wv``) and output vectors (``syn1neg``) are put into a copy of ``model``,
+    so both are scored by one function on the same pairs with the same seeded noise words drawn from
+    the same unigram^0.75 distribution: the negative-sampling loss (what both minimise) and, unless
+    ``softmax`` is False, the full-softmax cross-entropy −log p(context | centre).
+
+    Returns:
+        ``{"skipgram": {"loss", "softmax_ce"}, "gensim": {...}, "ratio": skipgram loss / gensim's}``.
+    """
+    import copy
+
+    from evaluation.models.skipgram import held_out_losses
+
+    reference = copy.deepcopy(model).cpu().eval()
+    reference.centre.weight.data.copy_(result.centre)
+    reference.context.weight.data.copy_(result.context)
+    ours = held_out_losses(model.cpu().eval(), pairs, batch_size, softmax)
+    theirs = held_out_losses(reference, pairs, batch_size, softmax)
+    return {"skipgram": ours, "gensim": theirs, "ratio": ours["loss"] / theirs["loss"]}

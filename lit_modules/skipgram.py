@@ -7,8 +7,9 @@ over the vocabulary (:func:`losses.negative_sampling.full_softmax_loss`) for sma
 Without an ``embedding_dim`` the n > 8.33·ln N rule chooses it
 (:func:`lit_modules.components.embedding_dimension.min_embedding_dim`).
 
-The embeddings produce sparse gradients (only the rows a batch touches), stepped by
-``torch.optim.SparseAdam`` or plain SGD with word2vec's linearly decaying learning rate. Sparse
+The embeddings produce sparse gradients (only the rows a batch touches), stepped by plain SGD on the
+batch's summed loss with word2vec's lr 0.025 decaying linearly (the default: the step is one index-add
+per table, see BENCHMARKS.md), or by ``torch.optim.SparseAdam`` on the mean loss. Sparse
 gradients are all-reduced by DDP under gloo; NCCL has no sparse all-reduce, so under NCCL the model
 switches to dense gradients (and Adam) by itself.
 """
@@ -23,10 +24,10 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from lit_modules.components.embedding_dimension import min_embedding_dim
-from losses.negative_sampling import full_softmax_loss, negative_sampling_loss, noise_distribution
+from losses.negative_sampling import full_softmax_loss, fused_negative_sampling_loss, noise_distribution
 
 LOSSES = ("negative_sampling", "softmax")
-OPTIMIZERS = ("sparse_adam", "sgd")
+OPTIMIZERS = ("sgd", "adam")
 
 
 class SkipGram(LightningModule):
@@ -37,9 +38,11 @@ class SkipGram(LightningModule):
         embedding_dim: n; None lets the n > 8.33·ln N rule choose it.
         loss: ``negative_sampling`` or ``softmax`` (exact, for small N).
         negatives: K noise words per pair.
-        optimizer: ``sparse_adam`` or ``sgd`` (word2vec's: learning rate decaying linearly to lr·1e-4).
-        lr: learning rate.
-        sparse: sparse embedding gradients (dense under NCCL, which cannot all-reduce them).
+        optimizer: ``sgd`` (word2vec's: the batch's summed loss, learning rate decaying linearly to
+            lr·1e-4) or ``adam`` (mean loss; ``SparseAdam`` on sparse gradients, else ``Adam``).
+        lr: learning rate (word2vec's 0.025 for ``sgd``).
+        sparse: sparse embedding gradients (dense under NCCL, which cannot all-reduce them, and with
+            the full softmax, where every output vector gets a gradient).
     """
 
     def __init__(
@@ -48,8 +51,8 @@ class SkipGram(LightningModule):
         embedding_dim: int | None = None,
         loss: str = "negative_sampling",
         negatives: int = 5,
-        optimizer: str = "sparse_adam",
-        lr: float = 0.003,
+        optimizer: str = "sgd",
+        lr: float = 0.025,
         sparse: bool = True,
     ) -> None:
         super().__init__()
@@ -71,6 +74,7 @@ class SkipGram(LightningModule):
         elif embedding_dim < 1:
             raise ValueError(f"embedding_dim must be at least 1, got {embedding_dim}")
         self.save_hyperparameters()
+        sparse = sparse and loss != "softmax"
         self.embedding_dim = embedding_dim
         self.centre = nn.Embedding(vocab_size, embedding_dim, sparse=sparse)
         self.context = nn.Embedding(vocab_size, embedding_dim, sparse=sparse)
@@ -96,22 +100,47 @@ class SkipGram(LightningModule):
         return self.centre(words)
 
     def pair_losses(self, pairs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The training loss of each (centre, context) pair. Shape: ``(B, 2)`` → ``(B,)``."""
+        """The training loss of each (centre, context) pair, noise words drawn here. Shape: ``(B, 2)`` → ``(B,)``."""
         if self.hparams.loss == "softmax":
             return self.softmax_losses(pairs)
-        u = self.centre(pairs[:, 0])
+        return self.negative_sampling_losses(pairs, self.sample_noise(len(pairs), generator).to(pairs.device))
+
+    def sample_noise(self, num_pairs: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``negatives`` noise words per pair from the unigram^0.75 distribution. Shape: ``(num_pairs, K)``."""
         weights = self.noise if generator is None else self.noise.cpu()  # a seeded generator lives on the CPU
-        noise = torch.multinomial(weights, len(pairs) * self.hparams.negatives, replacement=True, generator=generator)
-        negatives = self.context(noise.to(pairs.device).view(len(pairs), self.hparams.negatives))
-        return negative_sampling_loss(u, self.context(pairs[:, 1]), negatives)
+        k = self.hparams.negatives
+        return torch.multinomial(weights, num_pairs * k, replacement=True, generator=generator).view(num_pairs, k)
+
+    def negative_sampling_losses(self, pairs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Negative-sampling loss of each pair against the given noise words. Shape: ``(B, 2), (B, K)`` → ``(B,)``.
+
+        One gather of the output table serves the context and the noise words; the loss's gradient
+        is written out (:func:`losses.negative_sampling.fused_negative_sampling_loss`).
+        """
+        outputs = torch.cat((pairs[:, 1:], noise), dim=1)  # (B, 1 + K)
+        return fused_negative_sampling_loss(self.centre(pairs[:, 0]), self.context(outputs))
+
+    def step_loss(self, losses: torch.Tensor) -> torch.Tensor:
+        """The loss the optimiser steps on, from the pairs' losses ``(B,)``.
+
+        SGD: the sum over the batch's pairs times the number of ranks, as word2vec steps by each pair's
+        full gradient at its lr (DDP averages the ranks' gradients, so the update is the global batch's
+        sum, equal to one process on the whole global batch). SparseAdam: the mean.
+        """
+        if self.hparams.optimizer != "sgd":
+            return losses.mean()
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        return losses.sum() * world
 
     def softmax_losses(self, pairs: torch.Tensor) -> torch.Tensor:
         """−log p(context | centre) under the model's full softmax, per pair. Shape: ``(B, 2)`` → ``(B,)``."""
         return full_softmax_loss(self.centre(pairs[:, 0]), pairs[:, 1], self.context.weight)
 
     def training_step(self, batch, batch_idx):
-        loss = self.pair_losses(batch[0]).mean()
-        self.log("train/loss", loss, prog_bar=True)
+        losses = self.pair_losses(batch[0])
+        loss = self.step_loss(losses)
+        if batch_idx % self.trainer.log_every_n_steps == 0:  # logging costs as much as a small step
+            self.log("train/loss", losses.detach().mean(), prog_bar=True)
         return loss
 
     @torch.no_grad()

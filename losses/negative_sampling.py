@@ -83,3 +83,48 @@ def full_softmax_loss(centre: torch.Tensor, context_ids: torch.Tensor, output_ve
     """
     logits = centre @ output_vectors.T
     return F.cross_entropy(logits.float(), context_ids, reduction="none")
+
+
+class _FusedNegativeSampling(torch.autograd.Function):
+    """Per-pair negative-sampling loss with its gradient written out (see :func:`fused_negative_sampling_loss`)."""
+
+    @staticmethod
+    def forward(ctx, centre: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+        scores = torch.bmm(outputs, centre.unsqueeze(-1)).squeeze(-1)  # (B, K+1)
+        target = torch.zeros_like(scores[:1])
+        target[0, 0] = 1.0
+        sign = 2.0 * target - 1.0  # +1 for the observed context, −1 for the noise words
+        ctx.save_for_backward(centre, outputs, torch.sigmoid(scores) - target)
+        return -F.logsigmoid(scores * sign).sum(dim=-1)
+
+    @staticmethod
+    def backward(ctx, grad_loss: torch.Tensor):
+        centre, outputs, grad_scores = ctx.saved_tensors
+        grad_scores = grad_scores * grad_loss.unsqueeze(-1)
+        grad_centre = torch.bmm(grad_scores.unsqueeze(1), outputs).squeeze(1)
+        grad_outputs = grad_scores.unsqueeze(-1) * centre.unsqueeze(1)
+        return grad_centre, grad_outputs
+
+
+def fused_negative_sampling_loss(centre: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+    r""":func:`negative_sampling_loss` on one tensor of output vectors, with the gradient in closed form.
+
+    ``outputs[:, 0]`` is the observed context's output vector v_o and ``outputs[:, 1:]`` the K noise
+    words' v_{n_k}. With scores s_0 = ⟨u_c, v_o⟩, s_k = ⟨u_c, v_{n_k}⟩ and targets t = (1, 0, …, 0):
+
+    .. math::
+        \ell = -\log\sigma(s_0) - \sum_k \log\sigma(-s_k), \qquad
+        \frac{\partial\ell}{\partial s_j} = \sigma(s_j) - t_j, \qquad
+        \frac{\partial\ell}{\partial u_c} = \sum_j (\sigma(s_j) - t_j)\,v_j, \qquad
+        \frac{\partial\ell}{\partial v_j} = (\sigma(s_j) - t_j)\,u_c
+
+    Same values and gradients as :func:`negative_sampling_loss`, but the backward pass is two
+    products instead of autograd's graph through ``bmm`` and ``logsigmoid`` (about a third of the
+    step on CPU), and one gather of the output table serves the context and the noise words.
+
+    Shape:
+        - centre: ``(B, D)``
+        - outputs: ``(B, K + 1, D)``
+        - output: ``(B,)``
+    """
+    return _FusedNegativeSampling.apply(centre, outputs)

@@ -48,3 +48,34 @@ def test_vocabulary_below_two_is_refused_in_one_line(bad):
     with pytest.raises(ValueError, match="at least 2") as err:
         min_embedding_dim(bad)
     assert "\n" not in str(err.value)
+
+
+def test_evaluate_dimension_prints_the_rule_the_closed_form_and_the_table(capsys):
+    from conftest import evaluate
+
+    assert evaluate("--dimension", "100000") == 0
+    out = capsys.readouterr().out
+    assert "smallest n with 2·ln N + h_n < 0): 96" in out
+    assert "8.33·ln N: 95.9" in out
+    rows = {int(line.split()[0]): float(line.split()[1]) for line in out.splitlines() if line[:5].strip().isdigit()}
+    assert sorted(rows) == [32, 64, 96, 128, 256, 512]
+    for n, value in rows.items():
+        assert value == pytest.approx(REFERENCE[n], rel=5e-5)
+
+
+def _exit_code(*argv: str) -> int:
+    """evaluate.py's exit code, whether it returns it or argparse exits with it."""
+    from conftest import evaluate
+
+    try:
+        return evaluate(*argv)
+    except SystemExit as stop:
+        return stop.code
+
+
+@pytest.mark.parametrize("bad", ["1", "0", "-3", "many"])
+def test_evaluate_dimension_refuses_a_vocabulary_below_two_in_one_line(capsys, bad):
+    assert _exit_code("--dimension", bad) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("evaluate.py: error:") and err.count("\n") == 1
+    assert "at least 2" in err or "invalid int" in err

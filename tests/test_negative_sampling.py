@@ -7,7 +7,12 @@ import math
 import pytest
 import torch
 
-from losses.negative_sampling import full_softmax_loss, negative_sampling_loss, noise_distribution
+from losses.negative_sampling import (
+    full_softmax_loss,
+    fused_negative_sampling_loss,
+    negative_sampling_loss,
+    noise_distribution,
+)
 
 
 def _log_sigmoid(x: float) -> float:
@@ -46,3 +51,25 @@ def test_noise_distribution_is_the_unigram_to_the_three_quarters():
     assert p.tolist() == pytest.approx([8 / 9, 1 / 9, 0.0])
     with pytest.raises(ValueError, match="all zero"):
         noise_distribution(torch.zeros(3))
+
+
+def test_fused_loss_has_the_values_and_gradients_of_the_plain_one():
+    torch.manual_seed(1)
+    u = (torch.randn(6, 4, dtype=torch.float64) * 3).requires_grad_()
+    outputs = (torch.randn(6, 4, 4, dtype=torch.float64) * 3).requires_grad_()  # context + 3 noise words
+    weights = torch.rand(6, dtype=torch.float64)  # a non-uniform upstream gradient
+    plain = negative_sampling_loss(u, outputs[:, 0], outputs[:, 1:])
+    grads_plain = torch.autograd.grad((plain * weights).sum(), (u, outputs))
+    fused = fused_negative_sampling_loss(u, outputs)
+    grads_fused = torch.autograd.grad((fused * weights).sum(), (u, outputs))
+    assert torch.allclose(fused, plain, rtol=1e-12)
+    for a, b in zip(grads_fused, grads_plain):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(fused_negative_sampling_loss, (u, outputs))
+
+
+def test_fused_loss_equals_the_hand_computed_value():
+    u = torch.tensor([[1.0, 2.0]])
+    outputs = torch.tensor([[[0.5, -0.25], [1.0, 0.0], [0.0, 1.0]]])  # scores 0, 1, 2
+    expected = math.log(2) + math.log1p(math.e) + math.log1p(math.e**2)
+    assert fused_negative_sampling_loss(u, outputs).item() == pytest.approx(expected, rel=1e-6)

@@ -231,3 +231,19 @@ def test_two_process_ddp_training_with_sparse_gradients():
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = (only_run() / "metrics.csv").read_text()
     assert "val/loss" in metrics
+
+
+def test_max_sentences_trains_on_fewer_sentences_with_the_same_vocabulary(tmp_path):
+    lines = [" ".join(f"w{(i * 5 + j) % 9}" for j in range(10)) for i in range(50)]
+    (tmp_path / "t.txt").write_text("\n".join(lines), encoding="utf-8")
+    full = SkipGramDataModule(corpus=str(tmp_path / "t.txt"), min_count=1, held_out=0.2)
+    part = SkipGramDataModule(corpus=str(tmp_path / "t.txt"), min_count=1, held_out=0.2, max_sentences=7)
+    assert len(part.training_sentences()) == 7 < len(full.training_sentences())
+    assert part.vocab.words == full.vocab.words and (part.word_counts == full.word_counts).all()
+    assert torch.equal(part.test_dataloader().dataset.tensors[0], full.test_dataloader().dataset.tensors[0])
+
+
+def test_sgd_steps_on_the_summed_pair_losses_and_adam_on_their_mean():
+    losses = torch.tensor([1.0, 2.0, 3.0])
+    assert SkipGram(vocab_size=10, embedding_dim=2).step_loss(losses).item() == 6.0
+    assert SkipGram(vocab_size=10, embedding_dim=2, optimizer="adam").step_loss(losses).item() == 2.0
