@@ -30,11 +30,13 @@ correctly.
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 from torch.distributed.nn.functional import all_gather as all_gather_with_grad
 
 
@@ -72,23 +74,101 @@ def gather_rows(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
 
 
 class Scores(NamedTuple):
-    """What both losses are built from (see :func:`positive_and_negative_scores`)."""
+    """What both losses are built from (see :func:`log_ratio_scores`)."""
 
-    positive: torch.Tensor
-    negative: torch.Tensor
+    log_xi: torch.Tensor
     weight: float
     num_keys: int
 
 
-def positive_and_negative_scores(z1: torch.Tensor, z2: torch.Tensor, temperature: float, gather: bool = True) -> Scores:
-    r"""Each anchor's positive score and the log-sum-exp of its negative scores, in float32 or wider.
+@functools.lru_cache(maxsize=32)
+def _negatives_mask(two_n: int, num_keys: int, offset: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``(2N, K)``: 0 where column j is a negative of row i, −∞ at row i's own and positive columns.
+
+    Made once per batch shape and device (a last partial batch adds one more), not on every call.
+    """
+    n = two_n // 2
+    rows = torch.arange(two_n, device=device)
+    mask = torch.zeros(two_n, num_keys, device=device, dtype=dtype)
+    mask[rows, rows + offset] = float("-inf")
+    mask[rows, (rows + n) % two_n + offset] = float("-inf")
+    return mask
+
+
+class _LogRatio(torch.autograd.Function):
+    r"""ℓ = logsumexp over each row's negatives of â kᵀ/τ, minus the positive cosine/τ; gradient by hand.
+
+    Forward: the scores and the mask of each row's own and positive columns in one fused ``addmm``
+    (``mask + â kᵀ / τ``, the only ``(2N, K)`` tensor: no ``(N, N, D)`` broadcast, no gather from
+    it), its row-wise logsumexp, and the positive cosine of each image, the same for both of its
+    views, as one row-wise product of the two ``(N, D)`` halves. The score matrix then becomes, in
+    place, :math:`P_{ij} = \partial \ell_i / \partial s_{ij}`, the softmax over row i's negatives
+    (0 on the masked columns), kept for the backward pass.
+
+    Backward, with :math:`g` the incoming gradient and :math:`W = \operatorname{diag}(g) P`:
 
     .. math::
-        p_i = s_{i t(i)}, \qquad n_i = \operatorname{logsumexp}_{j \ne i, t(i)} s_{ij}
+        \frac{\partial L}{\partial \hat a} = \frac{1}{\tau}\bigl(W k - (g_i + g_{t(i)})\,\hat a_{t(i)}\bigr),
+        \qquad \frac{\partial L}{\partial k} = \frac{1}{\tau} W^\top \hat a
+
+    and, when the keys are the anchors themselves (one process), one product ``(W + Wᵀ) â``.
+    With ``normalise`` the rows come in unnormalised, :math:`\hat a = a / \lVert a \rVert`, and the
+    gradient goes on through the normalisation: :math:`(g - \hat a\,(\hat a \cdot g)) / \lVert a \rVert`.
+    Two matrix products at most and no autograd graph over the ``(2N, K)`` tensor: fewer passes over
+    it than autograd's, and fewer operations at small batches, where their count is the cost.
+
+    Shape:
+        - rows: ``(2N, D)``, unit rows unless ``normalise``; keys: ``(K, D)`` unit rows, or None for
+          the anchors themselves
+        - mask: ``(2N, K)``, 0 or −∞; output: ``(2, N)``
+    """
+
+    @staticmethod
+    def forward(ctx, rows, keys, mask, inv_tau, normalise):
+        norms = torch.linalg.vector_norm(rows, dim=1, keepdim=True).clamp_min_(1e-12) if normalise else None
+        anchors = rows / norms if normalise else rows
+        n = anchors.shape[0] // 2
+        logits = torch.addmm(mask, anchors, (anchors if keys is None else keys).T, alpha=inv_tau)
+        lse = torch.logsumexp(logits, dim=1)
+        cosine = (anchors[:n] * anchors[n:]).sum(dim=1)
+        probs = logits.sub_(lse.unsqueeze(1)).exp_()
+        ctx.save_for_backward(anchors, keys, probs, norms)
+        ctx.inv_tau = inv_tau
+        return torch.sub(lse.view(2, n), cosine, alpha=inv_tau)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        anchors, keys, probs, norms = ctx.saved_tensors
+        inv_tau, n = ctx.inv_tau, anchors.shape[0] // 2
+        on = torch.is_autocast_enabled(anchors.device.type)
+        with torch.autocast(device_type=anchors.device.type, enabled=False) if on else contextlib.nullcontext():
+            weights = probs * grad.reshape(-1, 1).to(probs.dtype)
+            pair = (grad[0] + grad[1]).unsqueeze(1).to(anchors.dtype)
+            positive = torch.cat([pair * anchors[n:], pair * anchors[:n]])
+            if keys is None:
+                both = weights + weights.T  # the anchors' gradient as anchors and as keys, in one product
+                grad_anchors, grad_keys = torch.addmm(positive, both, anchors, beta=-inv_tau, alpha=inv_tau), None
+            else:
+                grad_anchors = torch.addmm(positive, weights, keys, beta=-inv_tau, alpha=inv_tau)
+                grad_keys = torch.mm(weights.T, anchors).mul_(inv_tau)
+            if norms is not None:
+                radial = (anchors * grad_anchors).sum(dim=1, keepdim=True)
+                grad_anchors = grad_anchors.sub_(anchors * radial).div_(norms)
+        return grad_anchors, grad_keys, None, None, None
+
+
+def log_ratio_scores(z1: torch.Tensor, z2: torch.Tensor, temperature: float, gather: bool = True) -> Scores:
+    r"""Each anchor's :math:`\ell_i = \log \xi_i`: log-sum-exp of its negative scores minus its positive score.
+
+    .. math::
+        \ell_i = \operatorname{logsumexp}_{j \ne i, t(i)} s_{ij} - s_{i t(i)}
 
     Anchors are this process's ``2N`` rows ``[z1; z2]``; keys are the rows of every process when
     ``gather`` is true and a process group is running, else the local rows. An anchor without any
-    negative (one pair in the whole batch) gets :math:`n_i = -\infty`.
+    negative (one pair in the whole batch) gets :math:`\ell_i = -\infty`.
+
+    See :class:`_LogRatio` for how it is computed and differentiated.
 
     Args:
         z1: embeddings of the first view.
@@ -97,15 +177,15 @@ def positive_and_negative_scores(z1: torch.Tensor, z2: torch.Tensor, temperature
         gather: use the other processes' rows as negatives too.
 
     Returns:
-        :class:`Scores`: ``positive`` and ``negative`` ``(2N,)`` each; ``weight``, the factor that turns
-        a sum over this process's anchors into its share of the mean over all processes' anchors
-        (``1/2N`` on one process; ``W / Σ_r 2N_r`` when gathered, so that DDP's gradient average
-        gives the gradient of the global mean even when processes hold different batch sizes);
-        ``num_keys``, the rows scored against (2N, or 2N·W when gathered).
+        :class:`Scores`: ``log_xi`` ``(2, N)`` (row 0 the anchors of ``z1``, row 1 those of ``z2``);
+        ``weight``, the factor that turns a sum over this process's anchors into its share of the mean
+        over all processes' anchors (``1/2N`` on one process; ``W / Σ_r 2N_r`` when gathered, so that
+        DDP's gradient average gives the gradient of the global mean even when processes hold
+        different batch sizes); ``num_keys``, the rows scored against (2N, or 2N·W when gathered).
 
     Shape:
         - z1, z2: ``(N, D)``, any floating dtype
-        - positive, negative: ``(2N,)``, float32 (float64 for float64 inputs)
+        - log_xi: ``(2, N)``, float32 (float64 for float64 inputs)
     """
     if z1.shape != z2.shape or z1.dim() != 2:
         raise ValueError(f"z1 and z2 must both be (N, D), got {tuple(z1.shape)} and {tuple(z2.shape)}")
@@ -116,28 +196,50 @@ def positive_and_negative_scores(z1: torch.Tensor, z2: torch.Tensor, temperature
     with torch.autocast(device_type=z1.device.type, enabled=False) if on else contextlib.nullcontext():
         # float32 at least (float64 stays float64): fp16 would overflow exp(1/τ) and round s_it away.
         dtype = torch.promote_types(z1.dtype, torch.float32)
-        anchors = F.normalize(torch.cat([z1, z2]).to(dtype), dim=1)
-        keys, offset, world = gather_rows(anchors) if gather else (anchors, 0, 1)
-        two_n, n = anchors.shape[0], z1.shape[0]
-        scaled = anchors / temperature  # 1/τ on the (2N, D) side, not on the (2N, K) scores
-        # The other view of row i is row (i + N) mod 2N of this process: a row-wise product, with no
-        # gather from the score matrix (whose backward would write a second (2N, K) tensor).
-        positive = (scaled * anchors.roll(n, dims=0)).sum(dim=1)
-        logits = scaled @ keys.T  # (2N, K): the only quadratic tensor
-        # Each row's own and positive entries leave the negatives: three diagonals of this process's
-        # (2N, 2N) block, written in place (the product's backward needs its inputs, not its output).
-        own = logits[:, offset : offset + two_n]
-        for diagonal in (own.diagonal(), own[:n, n:].diagonal(), own[n:, :n].diagonal()):
-            diagonal.fill_(float("-inf"))
-        negative = torch.logsumexp(logits, dim=1)
-    weight = world / keys.shape[0] if world > 1 else 1.0 / two_n
-    return Scores(positive, negative, weight, keys.shape[0])
+        n = z1.shape[0]
+        rows = torch.cat([z1, z2]).to(dtype)
+        if gather and _distributed():
+            anchors = F.normalize(rows, dim=1)
+            keys, offset, world = gather_rows(anchors)
+            mask = _negatives_mask(2 * n, keys.shape[0], offset, rows.device, dtype)
+            log_xi = _LogRatio.apply(anchors, keys, mask, 1.0 / temperature, False)
+            return Scores(log_xi, world / keys.shape[0], keys.shape[0])
+        # One process: no gathered copy, and the normalisation inside the hand-written gradient.
+        mask = _negatives_mask(2 * n, 2 * n, 0, rows.device, dtype)
+        return Scores(_LogRatio.apply(rows, None, mask, 1.0 / temperature, True), 1.0 / (2 * n), 2 * n)
 
 
 def _without_negatives(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     # A single pair has nothing to contrast with: a zero loss that still reaches the parameters,
     # so DDP's reducer and the optimiser see every parameter used.
     return (z1.sum() + z2.sum()).to(torch.promote_types(z1.dtype, torch.float32)) * 0.0
+
+
+class _FlatRatio(torch.autograd.Function):
+    r"""Σ_i w·ξ_i / sg(ξ_i): the value w·2N (1 on one process) and the gradient w·∂ℓ_i for every ℓ_i = log ξ_i.
+
+    ``exp(ℓ − sg(ℓ))`` written out has the same value (exactly: e⁰ = 1) and gradient; as one
+    function it is one operation forward and one backward instead of four and three, which at
+    small batches is most of the loss's cost.
+
+    Shape:
+        - log_xi: any; output: ``()``
+    """
+
+    @staticmethod
+    def forward(ctx, log_xi, weight):
+        ctx.shape, ctx.weight = log_xi.shape, weight
+        return log_xi.new_full((), log_xi.numel() * weight)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        return (grad * ctx.weight).expand(ctx.shape), None
+
+
+def _weighted_mean(values: torch.Tensor, scores: Scores) -> torch.Tensor:
+    """This process's share of the mean over every process's anchors (one op on a single process)."""
+    return values.mean() if scores.num_keys == values.numel() else values.sum() * scores.weight
 
 
 def infonce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1, gather: bool = True) -> torch.Tensor:
@@ -147,7 +249,7 @@ def infonce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1, gather
         L = \frac{1}{2N} \sum_i \log\bigl(1 + \xi_i\bigr)
           = \frac{1}{2N} \sum_i \Bigl(\operatorname{logsumexp}_{j \ne i} s_{ij} - s_{i t(i)}\Bigr)
 
-    computed as ``softplus(n_i - p_i)`` from :func:`positive_and_negative_scores`, which is the
+    computed as ``softplus(ℓ_i)`` from :func:`log_ratio_scores`, which is the
     cross-entropy of the positive among all 2N·W − 1 other rows.
 
     Args:
@@ -164,10 +266,10 @@ def infonce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1, gather
         - z1, z2: ``(N, D)``
         - output: ``()``
     """
-    scores = positive_and_negative_scores(z1, z2, temperature, gather)
+    scores = log_ratio_scores(z1, z2, temperature, gather)
     if scores.num_keys <= 2:
         return _without_negatives(z1, z2)
-    return F.softplus(scores.negative - scores.positive).sum() * scores.weight
+    return _weighted_mean(F.softplus(scores.log_xi), scores)
 
 
 def flatnce(
@@ -199,11 +301,10 @@ def flatnce(
         - z1, z2: ``(N, D)``
         - outputs: ``()``, ``()``
     """
-    scores = positive_and_negative_scores(z1, z2, temperature, gather)
+    scores = log_ratio_scores(z1, z2, temperature, gather)
     if scores.num_keys <= 2:
         zero = _without_negatives(z1, z2)
         return zero, zero.detach()
-    log_xi = scores.negative - scores.positive
-    loss = torch.exp(log_xi - log_xi.detach()).sum() * scores.weight
-    info = F.softplus(log_xi.detach()).sum() * scores.weight
+    loss = _FlatRatio.apply(scores.log_xi, scores.weight)
+    info = _weighted_mean(F.softplus(scores.log_xi.detach()), scores)
     return loss, info
