@@ -1,7 +1,7 @@
 """Report hook for ``simclr``: frozen features against raw pixels (weighted k-NN and linear probe), the
 contrastive loss on the test split, alignment and uniformity, a 2-D map of the features, the views.
 
-The probes are fitted on the first ``LITSUITE_PROBE_TRAIN`` training images (default 10,000; 0 for
+The probes are fitted on the first ``LITSUITE_PROBE_TRAIN`` training images (default 5,000; 0 for
 all of them) and scored on the whole test split (the validation split where there is none).
 """
 
@@ -44,7 +44,7 @@ def _data(ctx: EvalContext) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[to
     if _split(dm, "test") is None:
         dm.setup("test")
     held_out = "test" if _split(dm, "test") is not None else "val"
-    limit = int(os.environ.get(PROBE_TRAIN_ENV, "10000"))
+    limit = int(os.environ.get(PROBE_TRAIN_ENV, "5000"))
     return dataset_tensors(_split(dm, "train"), limit), dataset_tensors(_split(dm, held_out)), held_out
 
 
