@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -73,14 +72,6 @@ def gather_rows(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
     return torch.cat([block[:n] for block, n in zip(blocks, counts)]), sum(counts[:rank]), world
 
 
-class Scores(NamedTuple):
-    """What both losses are built from (see :func:`log_ratio_scores`)."""
-
-    log_xi: torch.Tensor
-    weight: float
-    num_keys: int
-
-
 @functools.lru_cache(maxsize=32)
 def _negatives_mask(two_n: int, num_keys: int, offset: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """``(2N, K)``: 0 where column j is a negative of row i, −∞ at row i's own and positive columns.
@@ -95,17 +86,24 @@ def _negatives_mask(two_n: int, num_keys: int, offset: int, device: torch.device
     return mask
 
 
-class _LogRatio(torch.autograd.Function):
-    r"""ℓ = logsumexp over each row's negatives of â kᵀ/τ, minus the positive cosine/τ; gradient by hand.
+class _ContrastiveLoss(torch.autograd.Function):
+    r"""FlatNCE or InfoNCE of ``ℓ_i = logsumexp_{j ≠ i, t(i)} s_ij − s_{i t(i)}``, and InfoNCE's value, by hand.
 
     Forward: the scores and the mask of each row's own and positive columns in one fused ``addmm``
     (``mask + â kᵀ / τ``, the only ``(2N, K)`` tensor: no ``(N, N, D)`` broadcast, no gather from
     it), its row-wise logsumexp, and the positive cosine of each image, the same for both of its
-    views, as one row-wise product of the two ``(N, D)`` halves. The score matrix then becomes, in
-    place, :math:`P_{ij} = \partial \ell_i / \partial s_{ij}`, the softmax over row i's negatives
-    (0 on the masked columns), kept for the backward pass.
+    views, as one row-wise product of the two ``(N, D)`` halves, subtracted from both halves. The
+    score matrix then becomes, in place, :math:`P_{ij} = \partial \ell_i / \partial s_{ij}`, the
+    softmax over row i's negatives (0 on the masked columns), kept for the backward pass. The
+    losses, with w the weight of one anchor (``1/2N`` on one process):
 
-    Backward, with :math:`g` the incoming gradient and :math:`W = \operatorname{diag}(g) P`:
+    - FlatNCE: :math:`w \sum_i \xi_i / \operatorname{sg}(\xi_i)`, whose value is :math:`w \cdot 2N`
+      exactly (:math:`e^{\ell - \ell} = 1`) and whose gradient is :math:`w \nabla \ell_i` per anchor;
+    - InfoNCE: :math:`w \sum_i \operatorname{softplus}(\ell_i)`, gradient
+      :math:`w\,\sigma(\ell_i) \nabla \ell_i`.
+
+    The second output, InfoNCE's value, carries no gradient. Backward, with :math:`g_i` the
+    gradient reaching :math:`\ell_i` and :math:`W = \operatorname{diag}(g) P`:
 
     .. math::
         \frac{\partial L}{\partial \hat a} = \frac{1}{\tau}\bigl(W k - (g_i + g_{t(i)})\,\hat a_{t(i)}\bigr),
@@ -115,36 +113,42 @@ class _LogRatio(torch.autograd.Function):
     With ``normalise`` the rows come in unnormalised, :math:`\hat a = a / \lVert a \rVert`, and the
     gradient goes on through the normalisation: :math:`(g - \hat a\,(\hat a \cdot g)) / \lVert a \rVert`.
     Two matrix products at most and no autograd graph over the ``(2N, K)`` tensor: fewer passes over
-    it than autograd's, and fewer operations at small batches, where their count is the cost.
+    it than autograd's, and one autograd node in all, which at small batches is most of the cost.
 
     Shape:
         - rows: ``(2N, D)``, unit rows unless ``normalise``; keys: ``(K, D)`` unit rows, or None for
           the anchors themselves
-        - mask: ``(2N, K)``, 0 or −∞; output: ``(2, N)``
+        - mask: ``(2N, K)``, 0 or −∞; outputs: ``()``, ``()``
     """
 
     @staticmethod
-    def forward(ctx, rows, keys, mask, inv_tau, normalise):
+    def forward(ctx, rows, keys, mask, inv_tau, normalise, flat, weight):
         norms = torch.linalg.vector_norm(rows, dim=1, keepdim=True).clamp_min_(1e-12) if normalise else None
         anchors = rows / norms if normalise else rows
         n = anchors.shape[0] // 2
         logits = torch.addmm(mask, anchors, (anchors if keys is None else keys).T, alpha=inv_tau)
         lse = torch.logsumexp(logits, dim=1)
         cosine = (anchors[:n] * anchors[n:]).sum(dim=1)
+        log_xi = torch.sub(lse.view(2, n), cosine, alpha=inv_tau)  # (2, N)
         probs = logits.sub_(lse.unsqueeze(1)).exp_()
-        ctx.save_for_backward(anchors, keys, probs, norms)
-        ctx.inv_tau = inv_tau
-        return torch.sub(lse.view(2, n), cosine, alpha=inv_tau)
+        info = F.softplus(log_xi).sum() * weight
+        loss = log_xi.new_full((), log_xi.numel() * weight) if flat else info.clone()
+        ctx.save_for_backward(anchors, keys, probs, norms, None if flat else torch.sigmoid(log_xi))
+        ctx.inv_tau, ctx.weight = inv_tau, weight
+        ctx.mark_non_differentiable(info)
+        return loss, info
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad):
-        anchors, keys, probs, norms = ctx.saved_tensors
+    def backward(ctx, grad_loss, _):
+        anchors, keys, probs, norms, slope = ctx.saved_tensors
         inv_tau, n = ctx.inv_tau, anchors.shape[0] // 2
         on = torch.is_autocast_enabled(anchors.device.type)
         with torch.autocast(device_type=anchors.device.type, enabled=False) if on else contextlib.nullcontext():
-            weights = probs * grad.reshape(-1, 1).to(probs.dtype)
-            pair = (grad[0] + grad[1]).unsqueeze(1).to(anchors.dtype)
+            scale = grad_loss.to(probs.dtype) * ctx.weight
+            grad = scale.expand(2, n) if slope is None else slope * scale  # ∂L/∂ℓ_i, (2, N)
+            weights = probs * grad.reshape(-1, 1)
+            pair = (grad[0] + grad[1]).unsqueeze(1)
             positive = torch.cat([pair * anchors[n:], pair * anchors[:n]])
             if keys is None:
                 both = weights + weights.T  # the anchors' gradient as anchors and as keys, in one product
@@ -155,37 +159,23 @@ class _LogRatio(torch.autograd.Function):
             if norms is not None:
                 radial = (anchors * grad_anchors).sum(dim=1, keepdim=True)
                 grad_anchors = grad_anchors.sub_(anchors * radial).div_(norms)
-        return grad_anchors, grad_keys, None, None, None
+        return grad_anchors, grad_keys, None, None, None, None, None
 
 
-def log_ratio_scores(z1: torch.Tensor, z2: torch.Tensor, temperature: float, gather: bool = True) -> Scores:
-    r"""Each anchor's :math:`\ell_i = \log \xi_i`: log-sum-exp of its negative scores minus its positive score.
-
-    .. math::
-        \ell_i = \operatorname{logsumexp}_{j \ne i, t(i)} s_{ij} - s_{i t(i)}
+def contrastive_loss(
+    z1: torch.Tensor, z2: torch.Tensor, temperature: float, gather: bool, flat: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""``(loss, InfoNCE value)`` of two views: FlatNCE's loss if ``flat``, else InfoNCE's (both in float32+).
 
     Anchors are this process's ``2N`` rows ``[z1; z2]``; keys are the rows of every process when
-    ``gather`` is true and a process group is running, else the local rows. An anchor without any
-    negative (one pair in the whole batch) gets :math:`\ell_i = -\infty`.
-
-    See :class:`_LogRatio` for how it is computed and differentiated.
-
-    Args:
-        z1: embeddings of the first view.
-        z2: embeddings of the second view, row ``k`` the same image as row ``k`` of ``z1``.
-        temperature: τ > 0.
-        gather: use the other processes' rows as negatives too.
-
-    Returns:
-        :class:`Scores`: ``log_xi`` ``(2, N)`` (row 0 the anchors of ``z1``, row 1 those of ``z2``);
-        ``weight``, the factor that turns a sum over this process's anchors into its share of the mean
-        over all processes' anchors (``1/2N`` on one process; ``W / Σ_r 2N_r`` when gathered, so that
-        DDP's gradient average gives the gradient of the global mean even when processes hold
-        different batch sizes); ``num_keys``, the rows scored against (2N, or 2N·W when gathered).
+    ``gather`` is true and a process group is running, else the local rows. Each loss is this
+    process's share of the mean over all processes' anchors: weight ``1/2N`` per anchor on one
+    process, ``W / Σ_r 2N_r`` when gathered, so that DDP's gradient average gives the gradient of the
+    global mean even when processes hold different batch sizes. See :class:`_ContrastiveLoss`.
 
     Shape:
         - z1, z2: ``(N, D)``, any floating dtype
-        - log_xi: ``(2, N)``, float32 (float64 for float64 inputs)
+        - outputs: ``()``, ``()``, float32 (float64 for float64 inputs)
     """
     if z1.shape != z2.shape or z1.dim() != 2:
         raise ValueError(f"z1 and z2 must both be (N, D), got {tuple(z1.shape)} and {tuple(z2.shape)}")
@@ -201,45 +191,21 @@ def log_ratio_scores(z1: torch.Tensor, z2: torch.Tensor, temperature: float, gat
         if gather and _distributed():
             anchors = F.normalize(rows, dim=1)
             keys, offset, world = gather_rows(anchors)
-            mask = _negatives_mask(2 * n, keys.shape[0], offset, rows.device, dtype)
-            log_xi = _LogRatio.apply(anchors, keys, mask, 1.0 / temperature, False)
-            return Scores(log_xi, world / keys.shape[0], keys.shape[0])
-        # One process: no gathered copy, and the normalisation inside the hand-written gradient.
-        mask = _negatives_mask(2 * n, 2 * n, 0, rows.device, dtype)
-        return Scores(_LogRatio.apply(rows, None, mask, 1.0 / temperature, True), 1.0 / (2 * n), 2 * n)
+            inputs, num_keys, weight = (anchors, keys, False), keys.shape[0], world / keys.shape[0]
+        else:  # one process: no gathered copy, and the normalisation inside the hand-written gradient
+            inputs, num_keys, weight, offset = (rows, None, True), 2 * n, 1.0 / (2 * n), 0
+        if num_keys <= 2:
+            zero = _without_negatives(z1, z2)
+            return zero, zero.detach()
+        mask = _negatives_mask(2 * n, num_keys, offset, rows.device, dtype)
+        rows_in, keys_in, normalise = inputs
+        return _ContrastiveLoss.apply(rows_in, keys_in, mask, 1.0 / temperature, normalise, flat, weight)
 
 
 def _without_negatives(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     # A single pair has nothing to contrast with: a zero loss that still reaches the parameters,
     # so DDP's reducer and the optimiser see every parameter used.
     return (z1.sum() + z2.sum()).to(torch.promote_types(z1.dtype, torch.float32)) * 0.0
-
-
-class _FlatRatio(torch.autograd.Function):
-    r"""Σ_i w·ξ_i / sg(ξ_i): the value w·2N (1 on one process) and the gradient w·∂ℓ_i for every ℓ_i = log ξ_i.
-
-    ``exp(ℓ − sg(ℓ))`` written out has the same value (exactly: e⁰ = 1) and gradient; as one
-    function it is one operation forward and one backward instead of four and three, which at
-    small batches is most of the loss's cost.
-
-    Shape:
-        - log_xi: any; output: ``()``
-    """
-
-    @staticmethod
-    def forward(ctx, log_xi, weight):
-        ctx.shape, ctx.weight = log_xi.shape, weight
-        return log_xi.new_full((), log_xi.numel() * weight)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad):
-        return (grad * ctx.weight).expand(ctx.shape), None
-
-
-def _weighted_mean(values: torch.Tensor, scores: Scores) -> torch.Tensor:
-    """This process's share of the mean over every process's anchors (one op on a single process)."""
-    return values.mean() if scores.num_keys == values.numel() else values.sum() * scores.weight
 
 
 def infonce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1, gather: bool = True) -> torch.Tensor:
@@ -249,7 +215,7 @@ def infonce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1, gather
         L = \frac{1}{2N} \sum_i \log\bigl(1 + \xi_i\bigr)
           = \frac{1}{2N} \sum_i \Bigl(\operatorname{logsumexp}_{j \ne i} s_{ij} - s_{i t(i)}\Bigr)
 
-    computed as ``softplus(ℓ_i)`` from :func:`log_ratio_scores`, which is the
+    computed as ``softplus(ℓ_i)`` by :func:`contrastive_loss`, which is the
     cross-entropy of the positive among all 2N·W − 1 other rows.
 
     Args:
@@ -266,10 +232,7 @@ def infonce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1, gather
         - z1, z2: ``(N, D)``
         - output: ``()``
     """
-    scores = log_ratio_scores(z1, z2, temperature, gather)
-    if scores.num_keys <= 2:
-        return _without_negatives(z1, z2)
-    return _weighted_mean(F.softplus(scores.log_xi), scores)
+    return contrastive_loss(z1, z2, temperature, gather, flat=False)[0]
 
 
 def flatnce(
@@ -301,10 +264,4 @@ def flatnce(
         - z1, z2: ``(N, D)``
         - outputs: ``()``, ``()``
     """
-    scores = log_ratio_scores(z1, z2, temperature, gather)
-    if scores.num_keys <= 2:
-        zero = _without_negatives(z1, z2)
-        return zero, zero.detach()
-    loss = _FlatRatio.apply(scores.log_xi, scores.weight)
-    info = _weighted_mean(F.softplus(scores.log_xi.detach()), scores)
-    return loss, info
+    return contrastive_loss(z1, z2, temperature, gather, flat=True)
