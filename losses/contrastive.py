@@ -146,10 +146,14 @@ class _ContrastiveLoss(torch.autograd.Function):
         on = torch.is_autocast_enabled(anchors.device.type)
         with torch.autocast(device_type=anchors.device.type, enabled=False) if on else contextlib.nullcontext():
             scale = grad_loss.to(probs.dtype) * ctx.weight
-            grad = scale.expand(2, n) if slope is None else slope * scale  # ∂L/∂ℓ_i, (2, N)
-            weights = probs * grad.reshape(-1, 1)
-            pair = (grad[0] + grad[1]).unsqueeze(1)
-            positive = torch.cat([pair * anchors[n:], pair * anchors[:n]])
+            if slope is None:  # FlatNCE: ∂L/∂ℓ_i is the same for every anchor
+                weights = probs * scale
+                positive = anchors.roll(n, dims=0) * (2 * scale)
+            else:  # InfoNCE: ∂L/∂ℓ_i = w σ(ℓ_i)
+                grad = slope * scale  # (2, N)
+                weights = probs * grad.reshape(-1, 1)
+                pair = (grad[0] + grad[1]).unsqueeze(1)
+                positive = torch.cat([pair * anchors[n:], pair * anchors[:n]])
             if keys is None:
                 both = weights + weights.T  # the anchors' gradient as anchors and as keys, in one product
                 grad_anchors, grad_keys = torch.addmm(positive, both, anchors, beta=-inv_tau, alpha=inv_tau), None
