@@ -15,28 +15,11 @@ regression on standardised features).
 from __future__ import annotations
 
 import argparse
-import importlib
 import time
 from pathlib import Path
 
-import torch
-
-from evaluation.probes import linear_probe_predict, weighted_knn_predict
-from litsuite import registry
-
-
-def instantiate(section: dict):
-    module, _, name = section["class_path"].rpartition(".")
-    return getattr(importlib.import_module(module), name)(**(section.get("init_args") or {}))
-
-
-@torch.no_grad()
-def features_of(model, images: torch.Tensor, batch: int = 1024) -> torch.Tensor:
-    return torch.cat([model(images[i : i + batch]) for i in range(0, len(images), batch)])
-
-
-def accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> float:
-    return (predicted == labels).double().mean().item()
+from evaluation.frozen_runs import load_run
+from evaluation.probes import dataset_tensors, features_of, probe_accuracies
 
 
 def main() -> None:
@@ -45,27 +28,19 @@ def main() -> None:
     parser.add_argument("--ckpt", type=Path)
     parser.add_argument("--train-limit", type=int, default=0, help="fit on the first N training images only")
     args = parser.parse_args()
-    config = registry.load_yaml(args.run / "config.yaml")
-    data = instantiate(config["data"])
-    data.setup("fit")
-    x_train, y_train = data.train_set.tensors
-    x_test, y_test = data.test_set.tensors
-    if args.train_limit:
-        x_train, y_train = x_train[: args.train_limit], y_train[: args.train_limit]
-    model_class = config["model"]["class_path"]
-    module, _, name = model_class.rpartition(".")
-    cls = getattr(importlib.import_module(module), name)
-    model = cls.load_from_checkpoint(args.ckpt or args.run / "checkpoints" / "last.ckpt", map_location="cpu").eval()
+    model, data, _ = load_run(args.run, args.ckpt)
+    x_train, y_train = dataset_tensors(data.train_set, args.train_limit)
+    x_test, y_test = dataset_tensors(data.test_set)
     start = time.perf_counter()
     sets = {"raw pixels": (x_train.flatten(1), x_test.flatten(1)),
-            f"{name} features": (features_of(model, x_train), features_of(model, x_test))}
+            f"{type(model).__name__} features": (features_of(model, x_train), features_of(model, x_test))}
     print(f"features extracted in {time.perf_counter() - start:.0f} s; fit on {len(x_train)}, test on {len(x_test)}")
     print("| representation | dimensions | k-NN (k = 200) | linear probe |")
     print("|---|---|---|---|")
     for label, (train_f, test_f) in sets.items():
-        knn = accuracy(weighted_knn_predict(train_f, y_train, test_f, data.num_classes), y_test)
-        probe = accuracy(linear_probe_predict(train_f, y_train, test_f), y_test)
-        print(f"| {label} | {train_f.shape[1]} | {100 * knn:.1f} % | {100 * probe:.1f} % |", flush=True)
+        accuracy = probe_accuracies(train_f.float(), y_train, test_f.float(), y_test, data.num_classes)
+        print(f"| {label} | {train_f.shape[1]} | {100 * accuracy['knn']:.1f} % | {100 * accuracy['linear']:.1f} % |",
+              flush=True)
 
 
 if __name__ == "__main__":

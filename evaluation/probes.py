@@ -69,3 +69,53 @@ def linear_probe_predict(
     model = LogisticRegression(C=regularisation, max_iter=max_iter)
     model.fit(standardise(train_features), train_labels.numpy())
     return torch.from_numpy(model.predict(standardise(test_features))).long()
+
+
+def dataset_tensors(dataset, limit: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images, labels)`` of a data set of ``(image, label, ...)`` samples, the first ``limit`` (0: all).
+
+    A ``TensorDataset`` hands its tensors over as they are; any other data set is read in batches.
+
+    Shape:
+        - outputs: ``(N, C, H, W)``, ``(N,)``
+    """
+    tensors = getattr(dataset, "tensors", None)
+    if tensors is None:
+        from torch.utils.data import DataLoader
+
+        batches = list(DataLoader(dataset, batch_size=1024, shuffle=False))
+        tensors = tuple(torch.cat([b[i] for b in batches]) for i in range(2))
+    images, labels = tensors[0], tensors[1]
+    if limit:
+        images, labels = images[:limit], labels[:limit]
+    return images, labels
+
+
+@torch.no_grad()
+def features_of(encode, images: torch.Tensor, batch: int = 1024, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``encode`` (e.g. a model's ``forward``) applied batch by batch on ``device``, gathered on the CPU.
+
+    Shape:
+        - images: ``(N, ...)``
+        - output: ``(N, D)``
+    """
+    return torch.cat([encode(images[i : i + batch].to(device)).float().cpu() for i in range(0, len(images), batch)])
+
+
+def probe_accuracies(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    test_labels: torch.Tensor,
+    num_classes: int,
+) -> dict[str, float]:
+    """Test accuracy of the weighted k-NN (cosine, k = 200) and of the linear probe: ``{"knn": .., "linear": ..}``.
+
+    Shape:
+        - train_features: ``(N, D)``; train_labels: ``(N,)``
+        - test_features: ``(M, D)``; test_labels: ``(M,)``
+    """
+    knn = weighted_knn_predict(train_features, train_labels, test_features, num_classes)
+    linear = linear_probe_predict(train_features, train_labels, test_features)
+    hit = lambda predicted: (predicted == test_labels.long()).double().mean().item()
+    return {"knn": hit(knn), "linear": hit(linear)}

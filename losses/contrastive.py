@@ -30,11 +30,12 @@ correctly.
 from __future__ import annotations
 
 import contextlib
-from typing import NamedTuple
+import functools
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 from torch.distributed.nn.functional import all_gather as all_gather_with_grad
 
 
@@ -71,41 +72,114 @@ def gather_rows(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
     return torch.cat([block[:n] for block, n in zip(blocks, counts)]), sum(counts[:rank]), world
 
 
-class Scores(NamedTuple):
-    """What both losses are built from (see :func:`positive_and_negative_scores`)."""
+@functools.lru_cache(maxsize=32)
+def _negatives_mask(two_n: int, num_keys: int, offset: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``(2N, K)``: 0 where column j is a negative of row i, −∞ at row i's own and positive columns.
 
-    positive: torch.Tensor
-    negative: torch.Tensor
-    weight: float
-    num_keys: int
+    Made once per batch shape and device (a last partial batch adds one more), not on every call.
+    """
+    n = two_n // 2
+    rows = torch.arange(two_n, device=device)
+    mask = torch.zeros(two_n, num_keys, device=device, dtype=dtype)
+    mask[rows, rows + offset] = float("-inf")
+    mask[rows, (rows + n) % two_n + offset] = float("-inf")
+    return mask
 
 
-def positive_and_negative_scores(z1: torch.Tensor, z2: torch.Tensor, temperature: float, gather: bool = True) -> Scores:
-    r"""Each anchor's positive score and the log-sum-exp of its negative scores, in float32 or wider.
+class _ContrastiveLoss(torch.autograd.Function):
+    r"""FlatNCE or InfoNCE of ``ℓ_i = logsumexp_{j ≠ i, t(i)} s_ij − s_{i t(i)}``, and InfoNCE's value, by hand.
+
+    Forward: the scores and the mask of each row's own and positive columns in one fused ``addmm``
+    (``mask + â kᵀ / τ``, the only ``(2N, K)`` tensor: no ``(N, N, D)`` broadcast, no gather from
+    it), its row-wise logsumexp, and the positive cosine of each image, the same for both of its
+    views, as one row-wise product of the two ``(N, D)`` halves, subtracted from both halves. The
+    score matrix then becomes, in place, :math:`P_{ij} = \partial \ell_i / \partial s_{ij}`, the
+    softmax over row i's negatives (0 on the masked columns), kept for the backward pass. The
+    losses, with w the weight of one anchor (``1/2N`` on one process):
+
+    - FlatNCE: :math:`w \sum_i \xi_i / \operatorname{sg}(\xi_i)`, whose value is :math:`w \cdot 2N`
+      exactly (:math:`e^{\ell - \ell} = 1`) and whose gradient is :math:`w \nabla \ell_i` per anchor;
+    - InfoNCE: :math:`w \sum_i \operatorname{softplus}(\ell_i)`, gradient
+      :math:`w\,\sigma(\ell_i) \nabla \ell_i`.
+
+    The second output, InfoNCE's value, carries no gradient. Backward, with :math:`g_i` the
+    gradient reaching :math:`\ell_i` and :math:`W = \operatorname{diag}(g) P`:
 
     .. math::
-        p_i = s_{i t(i)}, \qquad n_i = \operatorname{logsumexp}_{j \ne i, t(i)} s_{ij}
+        \frac{\partial L}{\partial \hat a} = \frac{1}{\tau}\bigl(W k - (g_i + g_{t(i)})\,\hat a_{t(i)}\bigr),
+        \qquad \frac{\partial L}{\partial k} = \frac{1}{\tau} W^\top \hat a
+
+    and, when the keys are the anchors themselves (one process), one product ``(W + Wᵀ) â``.
+    With ``normalise`` the rows come in unnormalised, :math:`\hat a = a / \lVert a \rVert`, and the
+    gradient goes on through the normalisation: :math:`(g - \hat a\,(\hat a \cdot g)) / \lVert a \rVert`.
+    Two matrix products at most and no autograd graph over the ``(2N, K)`` tensor: fewer passes over
+    it than autograd's, and one autograd node in all, which at small batches is most of the cost.
+
+    Shape:
+        - rows: ``(2N, D)``, unit rows unless ``normalise``; keys: ``(K, D)`` unit rows, or None for
+          the anchors themselves
+        - mask: ``(2N, K)``, 0 or −∞; outputs: ``()``, ``()``
+    """
+
+    @staticmethod
+    def forward(ctx, rows, keys, mask, inv_tau, normalise, flat, weight):
+        norms = torch.linalg.vector_norm(rows, dim=1, keepdim=True).clamp_min_(1e-12) if normalise else None
+        anchors = rows / norms if normalise else rows
+        n = anchors.shape[0] // 2
+        logits = torch.addmm(mask, anchors, (anchors if keys is None else keys).T, alpha=inv_tau)
+        lse = torch.logsumexp(logits, dim=1)
+        cosine = (anchors[:n] * anchors[n:]).sum(dim=1)
+        log_xi = torch.sub(lse.view(2, n), cosine, alpha=inv_tau)  # (2, N)
+        probs = logits.sub_(lse.unsqueeze(1)).exp_()
+        info = F.softplus(log_xi).sum() * weight
+        loss = log_xi.new_full((), log_xi.numel() * weight) if flat else info.clone()
+        ctx.save_for_backward(anchors, keys, probs, norms, None if flat else torch.sigmoid(log_xi))
+        ctx.inv_tau, ctx.weight = inv_tau, weight
+        ctx.mark_non_differentiable(info)
+        return loss, info
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_loss, _):
+        anchors, keys, probs, norms, slope = ctx.saved_tensors
+        inv_tau, n = ctx.inv_tau, anchors.shape[0] // 2
+        on = torch.is_autocast_enabled(anchors.device.type)
+        with torch.autocast(device_type=anchors.device.type, enabled=False) if on else contextlib.nullcontext():
+            scale = grad_loss.to(probs.dtype) * ctx.weight
+            if slope is None:  # FlatNCE: ∂L/∂ℓ_i is the same for every anchor
+                weights = probs * scale
+                positive = anchors.roll(n, dims=0) * (2 * scale)
+            else:  # InfoNCE: ∂L/∂ℓ_i = w σ(ℓ_i)
+                grad = slope * scale  # (2, N)
+                weights = probs * grad.reshape(-1, 1)
+                pair = (grad[0] + grad[1]).unsqueeze(1)
+                positive = torch.cat([pair * anchors[n:], pair * anchors[:n]])
+            if keys is None:
+                both = weights + weights.T  # the anchors' gradient as anchors and as keys, in one product
+                grad_anchors, grad_keys = torch.addmm(positive, both, anchors, beta=-inv_tau, alpha=inv_tau), None
+            else:
+                grad_anchors = torch.addmm(positive, weights, keys, beta=-inv_tau, alpha=inv_tau)
+                grad_keys = torch.mm(weights.T, anchors).mul_(inv_tau)
+            if norms is not None:
+                radial = (anchors * grad_anchors).sum(dim=1, keepdim=True)
+                grad_anchors = grad_anchors.sub_(anchors * radial).div_(norms)
+        return grad_anchors, grad_keys, None, None, None, None, None
+
+
+def contrastive_loss(
+    z1: torch.Tensor, z2: torch.Tensor, temperature: float, gather: bool, flat: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""``(loss, InfoNCE value)`` of two views: FlatNCE's loss if ``flat``, else InfoNCE's (both in float32+).
 
     Anchors are this process's ``2N`` rows ``[z1; z2]``; keys are the rows of every process when
-    ``gather`` is true and a process group is running, else the local rows. An anchor without any
-    negative (one pair in the whole batch) gets :math:`n_i = -\infty`.
-
-    Args:
-        z1: embeddings of the first view.
-        z2: embeddings of the second view, row ``k`` the same image as row ``k`` of ``z1``.
-        temperature: τ > 0.
-        gather: use the other processes' rows as negatives too.
-
-    Returns:
-        :class:`Scores`: ``positive`` and ``negative`` ``(2N,)`` each; ``weight``, the factor that turns
-        a sum over this process's anchors into its share of the mean over all processes' anchors
-        (``1/2N`` on one process; ``W / Σ_r 2N_r`` when gathered, so that DDP's gradient average
-        gives the gradient of the global mean even when processes hold different batch sizes);
-        ``num_keys``, the rows scored against (2N, or 2N·W when gathered).
+    ``gather`` is true and a process group is running, else the local rows. Each loss is this
+    process's share of the mean over all processes' anchors: weight ``1/2N`` per anchor on one
+    process, ``W / Σ_r 2N_r`` when gathered, so that DDP's gradient average gives the gradient of the
+    global mean even when processes hold different batch sizes. See :class:`_ContrastiveLoss`.
 
     Shape:
         - z1, z2: ``(N, D)``, any floating dtype
-        - positive, negative: ``(2N,)``, float32 (float64 for float64 inputs)
+        - outputs: ``()``, ``()``, float32 (float64 for float64 inputs)
     """
     if z1.shape != z2.shape or z1.dim() != 2:
         raise ValueError(f"z1 and z2 must both be (N, D), got {tuple(z1.shape)} and {tuple(z2.shape)}")
@@ -116,22 +190,20 @@ def positive_and_negative_scores(z1: torch.Tensor, z2: torch.Tensor, temperature
     with torch.autocast(device_type=z1.device.type, enabled=False) if on else contextlib.nullcontext():
         # float32 at least (float64 stays float64): fp16 would overflow exp(1/τ) and round s_it away.
         dtype = torch.promote_types(z1.dtype, torch.float32)
-        anchors = F.normalize(torch.cat([z1, z2]).to(dtype), dim=1)
-        keys, offset, world = gather_rows(anchors) if gather else (anchors, 0, 1)
-        two_n, n = anchors.shape[0], z1.shape[0]
-        scaled = anchors / temperature  # 1/τ on the (2N, D) side, not on the (2N, K) scores
-        # The other view of row i is row (i + N) mod 2N of this process: a row-wise product, with no
-        # gather from the score matrix (whose backward would write a second (2N, K) tensor).
-        positive = (scaled * anchors.roll(n, dims=0)).sum(dim=1)
-        logits = scaled @ keys.T  # (2N, K): the only quadratic tensor
-        # Each row's own and positive entries leave the negatives: three diagonals of this process's
-        # (2N, 2N) block, written in place (the product's backward needs its inputs, not its output).
-        own = logits[:, offset : offset + two_n]
-        for diagonal in (own.diagonal(), own[:n, n:].diagonal(), own[n:, :n].diagonal()):
-            diagonal.fill_(float("-inf"))
-        negative = torch.logsumexp(logits, dim=1)
-    weight = world / keys.shape[0] if world > 1 else 1.0 / two_n
-    return Scores(positive, negative, weight, keys.shape[0])
+        n = z1.shape[0]
+        rows = torch.cat([z1, z2]).to(dtype)
+        if gather and _distributed():
+            anchors = F.normalize(rows, dim=1)
+            keys, offset, world = gather_rows(anchors)
+            inputs, num_keys, weight = (anchors, keys, False), keys.shape[0], world / keys.shape[0]
+        else:  # one process: no gathered copy, and the normalisation inside the hand-written gradient
+            inputs, num_keys, weight, offset = (rows, None, True), 2 * n, 1.0 / (2 * n), 0
+        if num_keys <= 2:
+            zero = _without_negatives(z1, z2)
+            return zero, zero.detach()
+        mask = _negatives_mask(2 * n, num_keys, offset, rows.device, dtype)
+        rows_in, keys_in, normalise = inputs
+        return _ContrastiveLoss.apply(rows_in, keys_in, mask, 1.0 / temperature, normalise, flat, weight)
 
 
 def _without_negatives(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
@@ -147,7 +219,7 @@ def infonce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1, gather
         L = \frac{1}{2N} \sum_i \log\bigl(1 + \xi_i\bigr)
           = \frac{1}{2N} \sum_i \Bigl(\operatorname{logsumexp}_{j \ne i} s_{ij} - s_{i t(i)}\Bigr)
 
-    computed as ``softplus(n_i - p_i)`` from :func:`positive_and_negative_scores`, which is the
+    computed as ``softplus(ℓ_i)`` by :func:`contrastive_loss`, which is the
     cross-entropy of the positive among all 2N·W − 1 other rows.
 
     Args:
@@ -164,10 +236,7 @@ def infonce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1, gather
         - z1, z2: ``(N, D)``
         - output: ``()``
     """
-    scores = positive_and_negative_scores(z1, z2, temperature, gather)
-    if scores.num_keys <= 2:
-        return _without_negatives(z1, z2)
-    return F.softplus(scores.negative - scores.positive).sum() * scores.weight
+    return contrastive_loss(z1, z2, temperature, gather, flat=False)[0]
 
 
 def flatnce(
@@ -199,11 +268,4 @@ def flatnce(
         - z1, z2: ``(N, D)``
         - outputs: ``()``, ``()``
     """
-    scores = positive_and_negative_scores(z1, z2, temperature, gather)
-    if scores.num_keys <= 2:
-        zero = _without_negatives(z1, z2)
-        return zero, zero.detach()
-    log_xi = scores.negative - scores.positive
-    loss = torch.exp(log_xi - log_xi.detach()).sum() * scores.weight
-    info = F.softplus(log_xi.detach()).sum() * scores.weight
-    return loss, info
+    return contrastive_loss(z1, z2, temperature, gather, flat=True)
