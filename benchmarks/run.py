@@ -14,7 +14,9 @@ from pathlib import Path
 
 from benchmarks.machine import machine_description
 
-BENCHMARKS = ("linear_ae", "capsules", "ddp_scaling", "recipes", "contrastive", "wgan_gp", "skipgram", "glyphs", "ocr_read")
+BENCHMARKS = (
+    "linear_ae", "capsules", "ddp_scaling", "recipes", "contrastive", "wgan_gp", "skipgram", "glyphs", "ocr_read",
+)
 RESULTS = Path("benchmarks/results")
 
 
