@@ -174,7 +174,8 @@ def test_simclr_stopped_mid_epoch_resumes_to_the_same_weights():
 
 @pytest.mark.slow
 def test_two_process_ddp_training_run_gathers_negatives_and_validates():
-    """train.py on 2 gloo processes: the gathered loss, its validation pass and the checkpoint all work."""
+    """train.py on 2 gloo processes: the gathered loss, its validation pass and the checkpoint all work, and
+    evaluate.py writes the report of the run the two processes made."""
     import os
 
     from conftest import run_script
@@ -190,3 +191,6 @@ def test_two_process_ddp_training_run_gathers_negatives_and_validates():
     header, *rows = (run / "metrics.csv").read_text().splitlines()
     assert "val/acc" in header and "val/infonce" in header and "train/grad_norm" in header
     assert (run / "checkpoints" / "last.ckpt").is_file()
+    evaluated = run_script("evaluate.py", "--run", str(run), env=env, timeout=600)
+    assert evaluated.returncode == 0, (evaluated.stdout + evaluated.stderr)[-3000:]
+    assert "Frozen features against raw pixels" in (Path("reports") / run.name / "report.md").read_text()
