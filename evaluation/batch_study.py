@@ -21,18 +21,17 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 
 import torch
-import yaml
 from matplotlib.figure import Figure
 
 from evaluation.curves import read_metrics_csv
 from evaluation.frozen_runs import load_run
 from evaluation.probes import dataset_tensors, features_of, probe_accuracies
 from evaluation.report import Report
+from evaluation.sweep import add_arguments, split_submit_args, study_runs
 
 LOSSES = ("flatnce", "infonce")
 BATCHES = (16, 32, 64, 128, 256)
@@ -49,46 +48,9 @@ def run_config(loss: str, batch: int, samples: int, lr: float) -> dict:
     }
 
 
-def write_configs(out: Path, samples: int, lr: float, losses, batches) -> list[Path]:
-    """One config file per (loss, batch), named ``<loss>-b<batch>.yaml``."""
-    paths = []
-    (out / "configs").mkdir(parents=True, exist_ok=True)
-    for loss in losses:
-        for batch in batches:
-            config = run_config(loss, batch, samples, lr)
-            path = out / "configs" / f"{loss}-b{batch}.yaml"
-            path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-            paths.append(path)
-    return paths
-
-
-def train_locally(out: Path, configs: list[Path], data: str, extra: list[str]) -> list[Path]:
-    """Train every config that has no finished run yet; return the run directories."""
-    from litsuite.frontend import main as train
-
-    runs = []
-    for config in configs:
-        run = out / "runs" / config.stem
-        runs.append(run)
-        if (run / "checkpoints" / "last.ckpt").is_file():
-            print(f"{config.stem}: already trained ({run})", flush=True)
-            continue
-        os.environ["LITSUITE_RUN_DIR"] = str(run)
-        code = train(["--model", "simclr", "--data", data, "--logger", "csv", "--config", str(config),
-                      "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", *extra])
-        os.environ.pop("LITSUITE_RUN_DIR", None)
-        if code != 0:
-            raise RuntimeError(f"training {config.stem} failed (see above)")
-    return runs
-
-
-def submit_array(configs: list[Path], data: str, submit_args: list[str]) -> int:
-    """One SLURM array task per config file, through the suite's submit helper."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "slurm"))
-    from submit import main as submit
-
-    return submit(["--template", "sweep", "--model", "simclr", "--job-name", "simclr-batch-study",
-                   "--configs", *map(str, configs), *submit_args, "--", "--data", data, "--logger", "csv"])
+def study_configs(samples: int, lr: float, losses, batches) -> dict[str, dict]:
+    """One run per (loss, batch), named ``<loss>-b<batch>``."""
+    return {f"{loss}-b{batch}": run_config(loss, batch, samples, lr) for loss in losses for batch in batches}
 
 
 def measure(run: Path, probe_train: int) -> dict:
@@ -184,11 +146,7 @@ def write_report(out: Path, runs: list[Path], probe_train: int, title: str) -> P
 
 
 def main(argv: list[str]) -> int:
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, submit_args = argv[:cut], argv[cut + 1 :]
-    else:
-        submit_args = []
+    argv, submit_args = split_submit_args(argv)
     parser = argparse.ArgumentParser(prog="python -m evaluation.batch_study", description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="fashion_mnist", help="any image data set of the suite")
     parser.add_argument("--samples", type=int, default=8192, help="images seen by every run")
@@ -196,23 +154,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--losses", nargs="+", default=list(LOSSES), choices=LOSSES)
     parser.add_argument("--lr", type=float, default=0.3, help="LARS learning rate at batch 256")
     parser.add_argument("--probe-train", type=int, default=5000, help="training images the probes are fitted on")
-    parser.add_argument("--out", default="reports/batch_study")
-    parser.add_argument("--slurm", action="store_true", help="submit the runs as a SLURM job array instead")
-    parser.add_argument("--collect", type=Path, help="only write the report, from the runs under this folder")
+    add_arguments(parser, "reports/batch_study")
     ns, extra = parser.parse_known_args(argv)
     if ns.samples < max(ns.batches) or min(ns.batches) < 2:
         parser.error("--samples must be at least the largest batch, and batches at least 2")
-    out = Path(ns.out)
-    if ns.collect:
-        runs = sorted(p.parent for p in ns.collect.glob("*/config.yaml"))
-        if not runs:
-            parser.error(f"--collect {ns.collect}: no run folders (with a config.yaml) in it")
-    else:
-        configs = write_configs(out, ns.samples, ns.lr, ns.losses, ns.batches)
-        if ns.slurm:
-            return submit_array(configs, ns.data, submit_args)
-        runs = train_locally(out, configs, ns.data, extra)
-    md = write_report(out, runs, ns.probe_train, f"FlatNCE against InfoNCE by batch size ({ns.data})")
+    configs = lambda: study_configs(ns.samples, ns.lr, ns.losses, ns.batches)  # noqa: E731
+    runs = study_runs(parser, ns, configs, "simclr", "simclr-batch-study", extra, submit_args)
+    if isinstance(runs, int):
+        return runs
+    md = write_report(Path(ns.out), runs, ns.probe_train, f"FlatNCE against InfoNCE by batch size ({ns.data})")
     print(f"report: {md}")
     return 0
 

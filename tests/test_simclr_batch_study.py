@@ -10,11 +10,12 @@ import pytest
 import yaml
 
 from evaluation import batch_study
+from evaluation.sweep import write_configs
 
 
 def test_every_batch_size_sees_the_same_images_with_lr_scaled_by_the_square_root(tmp_path):
-    paths = batch_study.write_configs(tmp_path, samples=4096, lr=0.3, losses=("flatnce", "infonce"),
-                                      batches=(16, 64, 256))
+    paths = write_configs(tmp_path, batch_study.study_configs(samples=4096, lr=0.3, losses=("flatnce", "infonce"),
+                                                              batches=(16, 64, 256)))
     assert [p.name for p in paths] == [f"{loss}-b{b}.yaml" for loss in ("flatnce", "infonce") for b in (16, 64, 256)]
     for path in paths:
         config = yaml.safe_load(path.read_text())
