@@ -23,7 +23,7 @@ test: $(STAMP)  ## the fast suite (fails when no test ran)
 	$(PYTEST) -q
 
 test-slow: $(STAMP)  ## DDP, SLURM and end-to-end tests
-	$(PYTEST) -q -m "slow and not measurement"
+	$(PYTEST) -q -m "slow and not measurement" --durations=30
 
 test-measure: $(STAMP)  ## trainings and measurements that check a published target on this machine
 	$(PYTEST) -q -m measurement

@@ -191,6 +191,12 @@ def test_two_process_ddp_training_run_gathers_negatives_and_validates():
     header, *rows = (run / "metrics.csv").read_text().splitlines()
     assert "val/acc" in header and "val/infonce" in header and "train/grad_norm" in header
     assert (run / "checkpoints" / "last.ckpt").is_file()
-    evaluated = run_script("evaluate.py", "--run", str(run), env=env, timeout=600)
+    evaluated = run_script("evaluate.py", "--run", str(run), env={**env, "LITSUITE_PROBE_TRAIN": "200"}, timeout=600)
     assert evaluated.returncode == 0, (evaluated.stdout + evaluated.stderr)[-3000:]
-    assert "Frozen features against raw pixels" in (Path("reports") / run.name / "report.md").read_text()
+    report_dir = Path("reports") / run.name
+    md = (report_dir / "report.md").read_text()
+    for section in ("Frozen features against raw pixels", "Contrastive space", "coloured by class",
+                    "Two augmented views per image", "Training curves"):
+        assert section in md, section
+    assert "Test metrics" not in md  # no test pass: a contrastive model has no test_step
+    assert (report_dir / "feature_map.png").stat().st_size > 1000
