@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from conftest import FAST, only_run, run_script
+from test_resume_classifiers import OCR
 
 pytestmark = pytest.mark.slow
 
@@ -57,6 +58,18 @@ def make_capsule_em():
     return registry_model("capsule_em")
 
 
+def make_ocr_cnn():
+    """ocr_cnn with the center loss (its learnable centres), small, on 48×48 glyphs; no dropout, so
+    that the two ranks and the single process draw no masks of their own."""
+    from lit_modules.ocr_cnn import OCRCNN
+
+    torch.manual_seed(0)
+    model = OCRCNN(num_classes=10, channels=(4, 4), hidden=16, conv_dropout=0.0, dropout=0.0, loss="center")
+    with torch.no_grad():
+        model.criterion.center.centers.normal_()  # centres start at zero: move them off the features' origin
+    return model
+
+
 class LossOf(torch.nn.Module):
     """Puts the loss inside forward, so DDP's reducer sees the whole computation."""
 
@@ -89,14 +102,20 @@ def ddp_gradients(factory, loss_fn, batch, world=2):
 
 
 @pytest.mark.parametrize(
-    "factory,loss_fn",
-    [(make_linear_ae, linear_ae_loss), (make_capsule, classifier_loss), (make_capsule_em, classifier_loss)],
-    ids=["linear_ae", "capsule", "capsule_em"],
+    "factory,loss_fn,side",
+    [
+        (make_linear_ae, linear_ae_loss, 8),
+        (make_capsule, classifier_loss, 8),
+        (make_capsule_em, classifier_loss, 8),
+        (make_ocr_cnn, classifier_loss, 48),
+    ],
+    ids=["linear_ae", "capsule", "capsule_em", "ocr_cnn"],
 )
-def test_ddp_gradients_equal_single_process_gradients(factory, loss_fn):
-    """Each rank takes half the global batch; DDP's averaged gradients equal one process's on the whole."""
+def test_ddp_gradients_equal_single_process_gradients(factory, loss_fn, side):
+    """Each rank takes half the global batch; DDP's averaged gradients equal one process's on the whole
+    (ocr_cnn's include the center loss's centres, its class weights scale the per-sample terms)."""
     generator = torch.Generator().manual_seed(1)
-    batch = (torch.rand(16, 1, 8, 8, generator=generator), torch.randint(0, 10, (16,), generator=generator))
+    batch = (torch.rand(16, 1, side, side, generator=generator), torch.randint(0, 10, (16,), generator=generator))
     model = factory()
     loss_fn(model, *batch).backward()
     single = {n: p.grad for n, p in model.named_parameters()}
@@ -110,31 +129,29 @@ def test_ddp_gradients_equal_single_process_gradients(factory, loss_fn):
                                    msg=lambda m, name=name: f"{name}: {m}")
 
 
-def test_two_process_cpu_ddp_training_run():
+# the resume test's ocr_cnn run (center loss, Latin letters and digits on DejaVu), 3 batches of 16 per rank
+OCR_RUN = (*OCR, "--data.init_args.batch_size", "16", "--data.init_args.num_workers", "0",
+           "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1", "--trainer.max_epochs", "1")
+
+
+@pytest.mark.parametrize(
+    "args,effective_batch",
+    [
+        (("--model", "linear_ae", "--data", "synthetic", "--trainer.max_epochs", "3"), 64),  # 32 (linear_ae.yaml) × 2
+        (OCR_RUN, 32),
+    ],
+    ids=["linear_ae", "ocr_cnn"],
+)
+def test_two_process_cpu_ddp_training_run(args, effective_batch):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = run_script(
-        "train.py",
-        "--model",
-        "linear_ae",
-        "--data",
-        "synthetic",
-        "--devices",
-        "2",
-        "--logger",
-        "csv",
-        "--trainer.max_epochs",
-        "3",
-        *FAST,
-        env=env,
-        timeout=600,
-    )
+    result = run_script("train.py", *args, "--devices", "2", "--logger", "csv", *FAST, env=env, timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "MEMBER: 1/2" in output and "MEMBER: 2/2" in output
     run = only_run()
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert output.count("run directory:") == 1  # rank zero speaks; both ranks share one directory
-    assert "effective batch 64" in output  # 32 per device (linear_ae.yaml) × 2 processes
+    assert f"effective batch {effective_batch}" in output  # per device × 2 processes
 
 
 def test_two_process_gauss_newton_run_equals_one_process_with_the_same_global_batch():
