@@ -265,6 +265,7 @@ def test_a_hung_rank_makes_the_others_fail_after_ddp_timeout_minutes():
 # does: gathered negatives, sparse gradients, both GAN optimisers); the smoke run skips them to save CI time.
 OWN_DDP_RUN = {
     "linear_ae": ("test_ddp.py", "test_two_process_cpu_ddp_training_run"),
+    "ocr_cnn": ("test_ddp.py", "test_two_process_cpu_ddp_training_run"),
     "simclr": ("test_simclr.py", "test_two_process_ddp_training_run_gathers_negatives_and_validates"),
     "skipgram": ("test_skipgram.py", "test_two_process_ddp_training_with_sparse_gradients"),
     "wgan_gp": ("test_wgan_gp_slow.py", "test_two_process_ddp_training_and_evaluation"),
@@ -277,7 +278,7 @@ def test_every_model_is_trained_under_two_process_ddp_by_some_test():
         assert model in registry.model_names(), f"{model} is no longer a registered model"
         source = (ROOT / "tests" / file).read_text(encoding="utf-8")
         body = source.split(f"def {test}(", 1)[1].split("\ndef ", 1)[0]
-        assert f'"--model", "{model}"' in body or "--devices" in body, f"{file}::{test} trains no DDP run"
+        assert f'"{model}"' in source and "--devices" in body, f"{file}::{test} trains no DDP run of {model}"
         assert '"--devices", "2"' in body or '"2"' in body, f"{file}::{test} does not use two processes"
 
 
