@@ -60,6 +60,8 @@ class CapsNet(ImageClassifier):
         lr_min_factor: the per-step cosine schedule ends at ``lr * lr_min_factor``.
     """
 
+    scores_are_probabilities = True  # capsule lengths lie in [0, 1)
+
     def __init__(
         self,
         input_shape: tuple[int, ...] = (1, 28, 28),
@@ -112,7 +114,9 @@ class CapsNet(ImageClassifier):
             hint = "Set smaller --model.conv_kernel / --model.primary_kernel / --model.primary_stride for small images."
             grid_h, grid_w = grid_sizes(height, width, stages, hint)[-1]
             self.conv = nn.Sequential(nn.Conv2d(channels, conv_channels, conv_kernel), nn.ReLU(inplace=True))
-            self.primary = PrimaryCaps(conv_channels, primary_types, primary_dim, primary_kernel, primary_stride, squash_k)
+            self.primary = PrimaryCaps(
+                conv_channels, primary_types, primary_dim, primary_kernel, primary_stride, squash_k
+            )
             self.num_primary = primary_types * grid_h * grid_w
         self.class_caps = DenseCapsules(
             None if shared_weights else self.num_primary,

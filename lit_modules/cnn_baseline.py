@@ -103,6 +103,11 @@ class CNNBaseline(ImageClassifier):
             nn.Linear(hidden, num_classes),
         )
 
+    @property
+    def scores_are_probabilities(self) -> bool:
+        """Whether :meth:`forward`'s scores lie in [0, 1]: sigmoids with the margin loss, logits otherwise."""
+        return self.hparams.loss == "margin"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits, or with ``loss="margin"`` their sigmoids.
 

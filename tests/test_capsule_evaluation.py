@@ -165,4 +165,4 @@ def test_evaluate_reports_and_overlap_comparison_of_trained_runs(monkeypatch):
         assert section in md
     assert compare_main(["--runs", *map(str, runs), "--pairs", "30", "--out", "overlap.md"]) == 0
     table = Path("overlap.md").read_text()
-    assert table.count("| synthetic |") == 2 and "30 overlays per run" in table
+    assert table.count("| synthetic |") == 2 and "30 pairs per run" in table

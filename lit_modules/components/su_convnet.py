@@ -47,7 +47,9 @@ class SuConvFrontEnd(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if min(x.shape[-2:]) < MIN_SIDE:
-            raise ValueError(f"Su's front end needs images of at least {MIN_SIDE}×{MIN_SIDE}, got {tuple(x.shape[-2:])}")
+            raise ValueError(
+                f"Su's front end needs images of at least {MIN_SIDE}×{MIN_SIDE}, got {tuple(x.shape[-2:])}"
+            )
         return self.layers(x)
 
 
