@@ -66,7 +66,7 @@ def test_overlap_test_scores_a_model_that_sees_both_classes_as_perfect():
     images = torch.zeros(40, 1, 2, 2)
     images.view(40, 4)[torch.arange(40), labels] = 1.0
     result = overlap_test(Oracle(), images, labels, num_pairs=100, seed=0)
-    assert result == {"top2_pair": 1.0, "top1_in_pair": 1.0, "single_acc": 1.0}
+    assert result == {"top2_pair": 1.0, "top2_confident": None, "top1_in_pair": 1.0, "single_acc": 1.0}
 
 
 def test_routing_ablation_scores_each_iteration_count_as_a_network_built_with_it():
