@@ -213,9 +213,9 @@ def overlay_examples(scored: dict, labels: torch.Tensor, names: list[str], count
     for i in shown:
         a, b = labels[scored["pairs"][i]].tolist()
         (p, q), (sp, sq) = top2.indices[i].tolist(), top2.values[i].tolist()
-        titles.append(f"{names[a]}+{names[b]}\n{names[p]} {sp:.2f}, {names[q]} {sq:.2f}")
+        titles.append(f"{names[a]}+{names[b]}\n{names[p]} {sp:.2f}\n{names[q]} {sq:.2f}")
         colours.append("tab:green" if scored["hits"][i] else "tab:red")
-    return image_grid(scored["overlays"][: len(titles)], titles, colours)
+    return image_grid(scored["overlays"][: len(titles)], titles, colours, size=1.4)
 
 
 def pairs_setting() -> int:
