@@ -9,9 +9,11 @@ from lit_modules.classifier import ImageClassifier
 from lit_modules.components.capsule_decoder import CapsuleDecoder, reconstruction_sse
 from lit_modules.components.capsules.layers import DenseCapsules, PrimaryCaps
 from lit_modules.components.conv_geometry import ConvStage, grid_sizes
+from lit_modules.components.su_convnet import MIN_SIDE, PositionCapsules, SuConvFrontEnd
 from losses.margin import margin_loss
 
 ROUTINGS = ("sabour", "su")
+FRONTENDS = ("sabour", "su")
 
 
 class CapsNet(ImageClassifier):
@@ -25,6 +27,11 @@ class CapsNet(ImageClassifier):
     Routing ``"su"`` is Su Jianlin's K-Means form; with it the primary capsules are squashed with
     his softer ``‖s‖²/(0.5 + ‖s‖²)``, so both stages use one non-linearity. The number of
     routing iterations can be changed after training through :attr:`routing_iterations`.
+
+    Front end ``"su"`` is Su's network instead of the conv/primary-capsule stages: four 3×3 convs
+    with an average pooling (:class:`~lit_modules.components.su_convnet.SuConvFrontEnd`), every
+    position's ``frontend_channels[1]``-vector one (unsquashed) input capsule. It needs
+    ``shared_weights`` and then takes images of any size from 14×14 up, e.g. two stacked images.
 
     Args:
         input_shape: ``(C, H, W)`` of one image, linked from the data module.
@@ -40,6 +47,8 @@ class CapsNet(ImageClassifier):
         iterations: routing iterations during training.
         shared_weights: one vote matrix per class shared by all primary capsules (Su's default)
             instead of one per (primary capsule, class) pair.
+        frontend: ``"sabour"`` (conv + primary capsules, the ``conv_*``/``primary_*`` arguments) or ``"su"``.
+        frontend_channels: ``(c1, c2)`` of the ``"su"`` front end; ``c2`` is the input capsule dimension.
         decoder: add the reconstruction decoder and its loss term.
         decoder_hidden: the decoder's two hidden layer sizes.
         reconstruction_weight: weight of the reconstruction error.
@@ -50,6 +59,8 @@ class CapsNet(ImageClassifier):
         weight_decay: Adam's L2 penalty.
         lr_min_factor: the per-step cosine schedule ends at ``lr * lr_min_factor``.
     """
+
+    scores_are_probabilities = True  # capsule lengths lie in [0, 1)
 
     def __init__(
         self,
@@ -65,6 +76,8 @@ class CapsNet(ImageClassifier):
         routing: str = "sabour",
         iterations: int = 3,
         shared_weights: bool = False,
+        frontend: str = "sabour",
+        frontend_channels: tuple[int, int] = (64, 128),
         decoder: bool = True,
         decoder_hidden: tuple[int, int] = (512, 1024),
         reconstruction_weight: float = 0.0005,
@@ -83,14 +96,28 @@ class CapsNet(ImageClassifier):
         if len(input_shape) != 3:
             raise ValueError(f"input_shape must be (channels, height, width), got {tuple(input_shape)}")
         self.save_hyperparameters()
+        if frontend not in FRONTENDS:
+            raise ValueError(f"frontend must be one of {FRONTENDS}, got '{frontend}'")
         channels, height, width = input_shape
-        stages = [ConvStage("conv", conv_kernel), ConvStage("primary capsules", primary_kernel, primary_stride)]
-        hint = "Set smaller --model.conv_kernel / --model.primary_kernel / --model.primary_stride for small images."
-        grid_h, grid_w = grid_sizes(height, width, stages, hint)[-1]
         squash_k = 1.0 if routing == "sabour" else 0.5
-        self.conv = nn.Sequential(nn.Conv2d(channels, conv_channels, conv_kernel), nn.ReLU(inplace=True))
-        self.primary = PrimaryCaps(conv_channels, primary_types, primary_dim, primary_kernel, primary_stride, squash_k)
-        self.num_primary = primary_types * grid_h * grid_w
+        if frontend == "su":
+            if not shared_weights:
+                raise ValueError("frontend 'su' reads a variable number of input capsules: set shared_weights true")
+            if min(height, width) < MIN_SIDE:
+                raise ValueError(f"frontend 'su' needs images of at least {MIN_SIDE}×{MIN_SIDE}, got {height}×{width}")
+            self.conv = SuConvFrontEnd(channels, tuple(frontend_channels))
+            self.primary = PositionCapsules()
+            primary_dim = self.conv.out_channels
+            self.num_primary = ((height - 4) // 2 - 4) * ((width - 4) // 2 - 4)
+        else:
+            stages = [ConvStage("conv", conv_kernel), ConvStage("primary capsules", primary_kernel, primary_stride)]
+            hint = "Set smaller --model.conv_kernel / --model.primary_kernel / --model.primary_stride for small images."
+            grid_h, grid_w = grid_sizes(height, width, stages, hint)[-1]
+            self.conv = nn.Sequential(nn.Conv2d(channels, conv_channels, conv_kernel), nn.ReLU(inplace=True))
+            self.primary = PrimaryCaps(
+                conv_channels, primary_types, primary_dim, primary_kernel, primary_stride, squash_k
+            )
+            self.num_primary = primary_types * grid_h * grid_w
         self.class_caps = DenseCapsules(
             None if shared_weights else self.num_primary,
             primary_dim,

@@ -66,7 +66,7 @@ def test_overlap_test_scores_a_model_that_sees_both_classes_as_perfect():
     images = torch.zeros(40, 1, 2, 2)
     images.view(40, 4)[torch.arange(40), labels] = 1.0
     result = overlap_test(Oracle(), images, labels, num_pairs=100, seed=0)
-    assert result == {"top2_pair": 1.0, "top1_in_pair": 1.0, "single_acc": 1.0}
+    assert result == {"top2_pair": 1.0, "top2_confident": None, "top1_in_pair": 1.0, "single_acc": 1.0}
 
 
 def test_routing_ablation_scores_each_iteration_count_as_a_network_built_with_it():
@@ -165,4 +165,4 @@ def test_evaluate_reports_and_overlap_comparison_of_trained_runs(monkeypatch):
         assert section in md
     assert compare_main(["--runs", *map(str, runs), "--pairs", "30", "--out", "overlap.md"]) == 0
     table = Path("overlap.md").read_text()
-    assert table.count("| synthetic |") == 2 and "30 overlays per run" in table
+    assert table.count("| synthetic |") == 2 and "30 pairs per run" in table
