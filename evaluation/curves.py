@@ -62,8 +62,22 @@ def curve_panels(keys, max_panels: int = 6) -> dict[str, list[str]]:
     return {name: sorted(panels[name], key=lambda k: STAGES.index(k.partition("/")[0])) for name in order[:max_panels]}
 
 
+def samples_per_step(config: dict) -> int | None:
+    """Training samples one optimiser step consumes, from a run's ``config.yaml``: the per-device batch ×
+    devices × nodes × gradient accumulation; None when the config does not fix them as integers."""
+    trainer = config.get("trainer") or {}
+    factors = [((config.get("data") or {}).get("init_args") or {}).get("batch_size"), trainer.get("devices", 1),
+               trainer.get("num_nodes", 1), trainer.get("accumulate_grad_batches") or 1]
+    if not all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in factors):
+        return None
+    return math.prod(factors)
+
+
 def training_curves(
-    series: dict[str, list[tuple[int, float]]], max_panels: int = 6, session_starts: list[int] | None = None
+    series: dict[str, list[tuple[int, float]]],
+    max_panels: int = 6,
+    session_starts: list[int] | None = None,
+    step_samples: int | None = None,
 ) -> Figure | None:
     """One panel per quantity (training and validation together), against the optimiser step.
 
@@ -71,6 +85,7 @@ def training_curves(
         series: from :func:`read_metrics_csv`.
         max_panels: quantities shown at most.
         session_starts: steps at which a resumed session began, drawn as dashed lines.
+        step_samples: samples per optimiser step; given, a second axis on top reads "samples seen".
     """
     panels = curve_panels(series, max_panels)
     if not panels:
@@ -90,6 +105,10 @@ def training_curves(
             ax.axvline(start, color="grey", ls="--", lw=0.8)
         ax.set_title(name)
         ax.set_xlabel("step")
+        if step_samples:
+            top = ax.secondary_xaxis("top", functions=(lambda x: x * step_samples, lambda n: n / step_samples))
+            top.set_xlabel("samples seen", fontsize=8)
+            top.tick_params(labelsize=7)
         if all(v > 0 for v in values_seen) and max(values_seen) / min(values_seen) > 100:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)

@@ -20,7 +20,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from evaluation import run_facts
 from evaluation.context import EvalContext
-from evaluation.curves import read_metrics_csv, training_curves
+from evaluation.curves import read_metrics_csv, samples_per_step, training_curves
 from evaluation.figures import add_figures_section
 from evaluation.report import Link, Report
 from litsuite import registry, runs
@@ -136,8 +136,13 @@ def evaluate(run_dir: Path, ckpt: Path, logger: str, out_root: Path) -> Path:
     ctx.data_name = data_name
     resumed = run_facts.resumed_at(checkpoint)
     metrics_csv = run_dir / "metrics.csv"
-    if metrics_csv.is_file() and (fig := training_curves(read_metrics_csv(metrics_csv), session_starts=resumed)):
+    step_samples = samples_per_step(config)
+    if metrics_csv.is_file() and (
+        fig := training_curves(read_metrics_csv(metrics_csv), session_starts=resumed, step_samples=step_samples)
+    ):
         caption = "From the run's metrics.csv; training and validation of each quantity in one panel."
+        if step_samples:
+            caption += f" Top axis: samples seen ({step_samples} per step)."
         if resumed:
             caption += f" Dashed: where a resumed session took over (steps {', '.join(map(str, resumed))})."
         report.add_figure("training_curves", fig, "Training curves", caption)

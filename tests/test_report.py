@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -212,6 +213,20 @@ def test_curves_drop_steps_a_resumed_session_trained_again_and_pair_train_with_v
         "acc": ["train/acc", "val/acc"],  # same order (and colours) in every panel
         "margin_loss": ["train/margin_loss"],
     }
+
+
+def test_samples_seen_axis_multiplies_the_step_by_the_effective_batch():
+    from evaluation.curves import samples_per_step, training_curves
+
+    config = {"data": {"init_args": {"batch_size": 32}}, "trainer": {"devices": 2, "num_nodes": 3,
+                                                                     "accumulate_grad_batches": 4}}
+    assert samples_per_step(config) == 32 * 2 * 3 * 4
+    assert samples_per_step({"data": {"init_args": {"batch_size": 32}}, "trainer": {"devices": "auto"}}) is None
+    assert samples_per_step({"data": {"init_args": {}}, "trainer": {}}) is None
+    fig = training_curves({"val/acc": [(10, 0.5), (20, 0.7)]}, step_samples=32)
+    (top,) = fig.axes[0].child_axes
+    assert top.get_xlabel() == "samples seen"
+    assert [round(float(v)) for v in top._functions[0](np.array([10.0, 20.0]))] == [320, 640]
 
 
 def test_capsule_report_shows_errors_reconstructions_and_overlays_and_feeds_the_figures_table(tmp_path, monkeypatch):
