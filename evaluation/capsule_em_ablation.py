@@ -76,7 +76,7 @@ def write_report(out: Path, runs: list[Path], max_test: int | None, data: str) -
         delta = "–" if reference is None or name == "recipe" else f"{100 * (r['accuracy'] - reference):+.1f}"
         seconds = "–" if r["seconds"] is None else f"{r['seconds'] / 60:.1f}"
         rows.append([change, percent_with_ci(r["accuracy"], r["tested"]), delta, f"{r['parameters']:,}",
-                     r["steps"] * r["batch"], seconds])
+                     f"{r['steps'] * r['batch']:,}", seconds])
     report = Report(f"capsule_em ablation on {data}", out)
     report.add_table(
         "One change at a time from the recipe",
