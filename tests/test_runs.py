@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import FAST, ROOT, only_run, train
 from lightning.pytorch import Callback
 
@@ -212,19 +210,6 @@ def test_a_resumed_run_replaces_the_rows_logged_after_its_checkpoint():
     assert logged[:4] == first and len(logged) == len(set(logged)), logged
     assert [step for step, _ in logged[4:]] == [7, 9, 11, 13, 13]  # the second epoch, once, validation last
     assert "999.0" not in (run / "metrics.csv").read_text()
-
-
-def test_a_copied_run_resumed_in_its_new_folder_keeps_last_ckpt_current():
-    """A run copied elsewhere (as a read-only run must be) and resumed there writes its new last.ckpt over the
-    copied one: its checkpoints remember the old folder, and a versioned last-v1.ckpt would leave a later
-    --resume of the copy at the old step."""
-    assert train(*METRICS, "--trainer.max_epochs", "1") == 0
-    os.environ.pop(runs.RUN_DIR_ENV)
-    copy = Path("copied") / only_run().name
-    shutil.copytree(only_run(), copy)
-    assert train(*METRICS, "--trainer.max_epochs", "2", "--resume", str(copy)) == 0
-    assert sorted(p.name for p in (copy / "checkpoints").glob("last*.ckpt")) == ["last.ckpt"]
-    assert torch.load(copy / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 14
 
 
 def test_the_first_rows_of_a_session_replace_older_rows_from_their_step_on(tmp_path):
