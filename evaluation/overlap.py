@@ -105,16 +105,22 @@ def combine(images: torch.Tensor, pairs: torch.Tensor, mode: str) -> torch.Tenso
 def takes_input(model, example: torch.Tensor) -> bool:
     """Whether ``model`` returns class scores for ``example`` ``(C, H, W)`` (a stacked pair needs a
     model that takes any image size)."""
+    was_training = model.training
     try:
         with torch.no_grad():
-            was_training = model.training
             model.eval()
             device = next(model.parameters()).device
             model(example.unsqueeze(0).to(device))
-            model.train(was_training)
     except (RuntimeError, ValueError):
         return False
+    finally:
+        model.train(was_training)
     return True
+
+
+def takes_mode(model, images: torch.Tensor, mode: str) -> bool:
+    """Whether ``model`` takes the inputs of ``mode`` built from ``images`` ``(N, C, H, W)`` (tried on one)."""
+    return takes_input(model, combine(images[:1], torch.tensor([[0, 0]]), mode)[0])
 
 
 def scores_are_probabilities(model) -> bool:
@@ -234,7 +240,7 @@ def add_overlap_section(report: Report, ctx: EvalContext, seed: int = 0) -> None
     probabilities = scores_are_probabilities(ctx.model)
     rows, skipped, figures = [], [], []
     for mode in MODES:
-        if not takes_input(ctx.model, combine(images, torch.tensor([[0, 0]]), mode)[0]):
+        if not takes_mode(ctx.model, images, mode):
             skipped.append(mode)
             continue
         scored = score_overlaps(ctx.model, images, labels, num_pairs, seed, mode)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from evaluation.classification import test_arrays
-from evaluation.overlap import CONFIDENT, DEFAULT_PAIRS, MODES, combine, overlap_test, takes_input
+from evaluation.overlap import CONFIDENT, DEFAULT_PAIRS, MODES, overlap_test, takes_mode
 from evaluation.stats import percent_with_ci
 from litsuite import registry, runs
 
@@ -55,7 +55,7 @@ def compare(run_dirs: list[Path], num_pairs: int, seed: int, which: str, modes: 
         for mode in modes:
             started = time.time()
             row = [run_dir.name, name, data, f"{params:,}", mode]
-            if not takes_input(model, combine(images, torch.tensor([[0, 0]]), mode)[0]):
+            if not takes_mode(model, images, mode):
                 lines.append("| " + " | ".join(row + ["n/a (fixed input size)"] + ["–"] * 4) + " |")
                 continue
             result = overlap_test(model, images, labels, num_pairs, seed, mode)
