@@ -275,14 +275,28 @@ def test_run_killed_mid_epoch_resumes_from_its_last_checkpoint_to_the_same_weigh
 
 
 SAVER = """
-import sys, torch
+import os, random, signal, sys, time, torch
 from litsuite.checkpoint_io import AtomicCheckpointIO
-io, n = AtomicCheckpointIO(), 0
-while True:
-    n += 1
-    state = {"state_dict": {"w": torch.full((4_000_000,), float(n))}, "n": n}
-    print("saving", n, flush=True)
-    io.save_checkpoint(state, sys.argv[1])
+target, kills = sys.argv[1], int(sys.argv[2])
+for _ in range(kills):  # one start-up of torch; each saver is a fork of this process
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        io, n = AtomicCheckpointIO(), 0
+        while True:
+            n += 1
+            os.write(write_end, b"s")
+            io.save_checkpoint({"state_dict": {"w": torch.full((4_000_000,), float(n))}, "n": n}, target)
+    os.close(write_end)
+    os.read(read_end, 1)
+    os.read(read_end, 1)  # the first save is complete and the second has begun
+    time.sleep(random.uniform(0.0, 0.03))
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    os.close(read_end)
+    print("killed", flush=True)
+    sys.stdin.readline()  # the test has read the file
 """
 
 
@@ -292,16 +306,16 @@ def test_sigkill_during_saves_never_leaves_a_corrupt_last_ckpt(tmp_path):
     a plain ``torch.save(state, path)`` instead leaves a truncated file after most of these kills.)"""
     target = tmp_path / "checkpoints" / "last.ckpt"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    for _ in range(10):
-        saver = subprocess.Popen([sys.executable, "-c", SAVER, str(target)], env=env, stdout=subprocess.PIPE,
-                                 text=True)
-        assert saver.stdout is not None
-        saver.stdout.readline()
-        saver.stdout.readline()  # the first save is complete and the second has begun
-        time.sleep(random.uniform(0.0, 0.03))
-        saver.send_signal(signal.SIGKILL)
-        saver.wait(timeout=30)
+    kills = 10
+    saver = subprocess.Popen([sys.executable, "-c", SAVER, str(target), str(kills)], env=env, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    assert saver.stdout is not None and saver.stdin is not None
+    for _ in range(kills):
+        assert saver.stdout.readline() == "killed\n"
         assert checkpoint_problem(target) is None
         saved = torch.load(target, weights_only=True)
         assert saved["n"] >= 1 and torch.equal(saved["state_dict"]["w"], torch.full((4_000_000,), float(saved["n"])))
+        saver.stdin.write("\n")
+        saver.stdin.flush()
+    assert saver.wait(timeout=30) == 0
     assert not [p for p in target.parent.iterdir() if p.name != "last.ckpt" and not p.name.startswith(".last.ckpt")]
