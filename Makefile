@@ -19,8 +19,8 @@ demo: $(STAMP)  ## train linear_ae on the embedded digits, then write its report
 	$(BIN)/python train.py --model linear_ae
 	$(BIN)/python evaluate.py --run last
 
-test: $(STAMP)  ## the fast suite (fails when no test ran)
-	$(PYTEST) -q
+test: $(STAMP)  ## the fast suite, on up to 4 cores (fails when no test ran)
+	$(PYTEST) -q -n auto --maxprocesses 4
 
 test-slow: $(STAMP)  ## DDP, SLURM and end-to-end tests
 	$(PYTEST) -q -m "slow and not measurement" --durations=30

@@ -235,7 +235,7 @@ def test_slurm_batch_job_detection_mirrors_lightning(env, expected, monkeypatch)
 def test_two_process_ddp_stops_together_when_one_rank_is_signalled_and_resumes_exactly():
     """Only rank 1 gets SIGTERM; both ranks stop at the same later step (the ranks compare flags about
     every CHECK_EVERY_S), save once, and the resumed pair ends like a pair never stopped."""
-    ddp = (*COMMON, "--devices", "2", "--trainer.max_epochs", "40")  # 7 batches per rank and epoch
+    ddp = (*COMMON, "--devices", "2", "--trainer.max_epochs", "15")  # 7 batches per rank and epoch
     straight = run_train(*ddp, env={"LITSUITE_RUNS_DIR": "straight"})
     assert straight.returncode == 0, straight.stderr[-3000:]
     stopped = run_train(*ddp, *signal_at(10, rank=1), env={"LITSUITE_RUNS_DIR": "stopped"})
