@@ -71,6 +71,7 @@ class Flattened(nn.Module):
 def load_classifier(path: str | Path) -> nn.Module:
     """A LightningModule checkpoint written by ``train.py`` (its class comes from the checkpoint's hyperparameters)."""
     from lightning.pytorch import LightningModule
+    from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 
     path = Path(path)
     if not path.is_file():
@@ -86,7 +87,14 @@ def load_classifier(path: str | Path) -> nn.Module:
         cls = import_class(class_path)
         if not issubclass(cls, LightningModule):
             raise TypeError(f"{class_path} is not a LightningModule")
-        return cls.load_from_checkpoint(path, map_location="cpu", weights_only=False)
+        # Built inside a model's __init__ that LightningCLI instantiates: Lightning's context of "given"
+        # hyperparameters is still set then, and the classifier's save_hyperparameters would take the
+        # outer model's instead of its own (its forward then misses its settings). Load outside it.
+        token = _given_hyperparameters.set(None)
+        try:
+            return cls.load_from_checkpoint(path, map_location="cpu", weights_only=False)
+        finally:
+            _given_hyperparameters.reset(token)
     except Exception as err:  # a checkpoint of another kind of file, or one not written through train.py
         raise ValueError(f"--model.fid_classifier: cannot load {path} as a model checkpoint ({err})") from None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import FAST, only_run, train
@@ -192,3 +194,20 @@ def test_each_data_recipe_builds_and_trains_one_generator_iteration(data):
     steps = [int(next(iter(opt.state.values()))["step"]) for opt in trainer.optimizers]
     assert steps == [model.hparams.n_critic, 1]
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_domain_fid_takes_a_classifier_trained_through_train_py(monkeypatch):
+    """``--model.fid_classifier`` with a ``cnn_baseline`` checkpoint written by ``train.py``: the
+    classifier is loaded while LightningCLI builds the GAN, and must keep its own hyperparameters (its
+    forward reads them), not take the GAN's."""
+    monkeypatch.setenv("LITSUITE_RUNS_DIR", "classifier")
+    assert train("--model", "cnn_baseline", "--data", "digits", "--logger", "csv", "--model.channels", "[8]",
+                 "--model.hidden", "16", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+                 "--trainer.limit_val_batches", "1", *FAST) == 0
+    ckpt = next((only_run(Path("classifier")) / "checkpoints").glob("*.ckpt"))
+    monkeypatch.setenv("LITSUITE_RUNS_DIR", "gan")
+    monkeypatch.delenv("LITSUITE_RUN_DIR", raising=False)
+    assert train("--model", "wgan_gp", "--data", "digits", "--logger", "csv", "--model.fid_classifier", str(ckpt),
+                 "--model.fid_samples", "32", "--trainer.fast_dev_run", "true", *FAST) == 0
+    model = WGANGP(input_shape=(1, 8, 8), fid_classifier=str(ckpt))
+    assert model.fid.inception.classifier.hparams.hidden == 16 and "domain FID" in model.fid_label
