@@ -60,7 +60,9 @@ def hyperparameter_rows(config: dict, model_hparams: dict | None = None) -> list
 def training_progress(checkpoint: dict) -> str:
     """Epochs, batches and optimiser steps behind a checkpoint, from Lightning's loop counters.
 
-    A checkpoint taken mid-epoch (a preempted run) says how far into the unfinished epoch it got.
+    A checkpoint taken mid-epoch (a preempted run, or a validation inside an epoch) says how far into
+    the unfinished epoch it got; one written at a validation after an epoch's last batch, before Lightning
+    counts the epoch as processed, counts that epoch (its batches are as many as each earlier epoch's).
     """
     steps = checkpoint.get("global_step", 0)
     fit_loop = (checkpoint.get("loops") or {}).get("fit_loop") or {}
@@ -73,7 +75,11 @@ def training_progress(checkpoint: dict) -> str:
     in_epoch = (batches.get("current") or {}).get("completed", 0)
     started = ((fit_loop.get("epoch_progress") or {}).get("total") or {}).get("started", epochs)
     if started > epochs and in_epoch:
-        text += f" and {in_epoch} batches of the next (stopped mid-epoch)"
+        if epochs and total_batches - in_epoch == epochs * in_epoch:  # the epoch's batches were all done
+            epochs += 1
+            text = f"{epochs} epochs (written at the last validation of the last one, before its end)"
+        else:
+            text += f" and {in_epoch} batches of the next (a checkpoint from inside an epoch)"
     return f"{text}: {total_batches:,} training batches, {steps:,} optimiser steps"
 
 

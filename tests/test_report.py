@@ -118,7 +118,19 @@ def test_training_progress_says_how_far_into_an_epoch_a_preempted_checkpoint_got
         "epoch_loop.batch_progress": {"total": {"completed": 25}, "current": {"completed": 5}},
     }
     text = run_facts.training_progress({"global_step": 25, "loops": {"fit_loop": loops}})
-    assert text == "2 epochs and 5 batches of the next (stopped mid-epoch): 25 training batches, 25 optimiser steps"
+    assert text == ("2 epochs and 5 batches of the next (a checkpoint from inside an epoch): 25 training batches, "
+                    "25 optimiser steps")
+
+
+def test_a_checkpoint_from_the_validation_after_an_epochs_last_batch_counts_that_epoch():
+    """A best checkpoint written at the last of several validations per epoch: Lightning has not yet counted
+    the epoch as processed, but all its batches (as many as each earlier epoch's) are done."""
+    loops = {
+        "epoch_progress": {"total": {"started": 4, "processed": 3}},
+        "epoch_loop.batch_progress": {"total": {"completed": 3440}, "current": {"completed": 860}},
+    }
+    text = run_facts.training_progress({"global_step": 4128, "loops": {"fit_loop": loops}})
+    assert text.startswith("4 epochs (written at the last validation") and "3,440 training batches" in text
 
 
 def test_hyperparameters_come_from_config_and_the_models_linked_arguments():
