@@ -18,6 +18,7 @@ from datamodules.base import DataError
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _TAG = re.compile(r"/[A-Za-z]+$")  # People's Daily style "word/tag"
+_PAIR_CHUNK = 1 << 20  # centre tokens whose candidate contexts skipgram_pairs lays out at once
 
 
 def text_files(path: Path) -> list[Path]:
@@ -142,7 +143,10 @@ def skipgram_pairs(
 
     Each kept token draws b uniformly from {0, …, window − 1} and pairs with the kept tokens of its
     own sentence at most ``window − b`` positions away on either side (nearer words are paired more
-    often). Subsampled tokens are removed before the window is applied, as in word2vec.
+    often). Subsampled tokens are removed before the window is applied, as in word2vec. Each centre
+    token's 2·window candidate positions are laid out as one row of a table and masked (outside the
+    sentence or the token's reach), so the pairs come out grouped by centre token without a sort,
+    and shuffling the centre tokens costs only the permutation of the rows.
 
     Args:
         tokens: word ids of the whole corpus, sentences one after another.
@@ -166,18 +170,14 @@ def skipgram_pairs(
         mask = rng.random(len(tokens)) < keep[tokens]
         tokens, sentence_ids = tokens[mask], sentence_ids[mask]
     reach = window - rng.integers(0, window, size=len(tokens))  # effective window of each centre, 1..window
-    rank = rng.permutation(len(tokens)) if shuffle else np.arange(len(tokens))  # each centre token's place
-    centres, contexts, order = [], [], []
-    positions = np.arange(len(tokens))
-    for distance in range(1, window + 1):
-        left, right = positions[:-distance], positions[distance:]
-        same = sentence_ids[left] == sentence_ids[right]
-        for c, o in ((left, right), (right, left)):  # context after, then before the centre
-            ok = same & (reach[c] >= distance)
-            centres.append(tokens[c[ok]])
-            contexts.append(tokens[o[ok]])
-            order.append(rank[c[ok]] * (2 * window + 1) + (distance if c is left else -distance) + window)
-    if not centres:
-        return np.zeros((0, 2), dtype=np.int64)
-    pairs = np.stack((np.concatenate(centres), np.concatenate(contexts)), axis=1)
-    return pairs[np.argsort(np.concatenate(order), kind="stable")]
+    centres = rng.permutation(len(tokens)) if shuffle else np.arange(len(tokens))  # positions, in pair order
+    offsets = np.concatenate((np.arange(-window, 0), np.arange(1, window + 1)))  # context from left to right
+    chunks = []
+    for start in range(0, len(centres), _PAIR_CHUNK):  # a (chunk, 2·window) table of candidates at a time
+        c = centres[start : start + _PAIR_CHUNK, None]
+        o = c + offsets
+        inside = (o >= 0) & (o < len(tokens))
+        o = np.where(inside, o, c)
+        ok = inside & (np.abs(offsets) <= reach[c]) & (sentence_ids[o] == sentence_ids[c])
+        chunks.append(np.stack((np.broadcast_to(tokens[c], o.shape)[ok], tokens[o[ok]]), axis=1))
+    return np.concatenate(chunks) if chunks else np.zeros((0, 2), dtype=np.int64)
