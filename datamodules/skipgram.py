@@ -205,6 +205,10 @@ class SkipGramDataModule(LightningDataModule):
         self._epoch_pairs = (epoch, pairs)
         return pairs
 
+    def forget_pairs(self) -> None:
+        """Drop the kept epoch's pairs, so that the next loader draws them again (for timing)."""
+        self._epoch_pairs = None
+
     def _loader(self, pairs: torch.Tensor) -> DataLoader:
         if len(pairs) == 0:
             raise DataError(
