@@ -38,12 +38,12 @@ from lit_modules.skipgram import SkipGram
 from losses.negative_sampling import noise_distribution
 
 DIM = 100
-BATCH = 4096
+BATCH = 8192
 
 
 def plain_loop(model: SkipGram, data: SkipGramDataModule) -> None:
-    """One epoch of the module's own step and optimiser without the Trainer."""
-    loader = data.train_dataloader()
+    """One epoch (the first's pairs, as the Trainer's) of the module's own step and optimiser without the Trainer."""
+    loader = data.loader_for_epoch(0)
     steps = len(loader)
     optimizer = torch.optim.SGD(model.parameters(), lr=model.hparams.lr)
     for step, (batch,) in enumerate(loader):
@@ -77,6 +77,13 @@ def timed(run, *args) -> tuple[float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     run(*args)
     return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def new_model(data: SkipGramDataModule, share_noise: bool = True) -> SkipGram:
+    """A new ``skipgram`` at the benchmark's settings, its noise distribution from the data's counts."""
+    model = SkipGram(vocab_size=data.vocab_size, embedding_dim=DIM, optimizer="sgd", lr=0.025, share_noise=share_noise)
+    model.noise.copy_(noise_distribution(data.word_counts))
+    return model
 
 
 def _choices(text: str, allowed: tuple[str, ...]) -> list[str]:
@@ -123,26 +130,22 @@ def main() -> int:
     test_pairs = first.test_dataloader().dataset.tensors[0]
     variants = [(b, o, n, loop) for b in batches for o in orders for n in noises for loop in loops]
     times: dict[tuple, list[tuple[float, float]]] = {v: [] for v in [None, *variants]}
-    losses: dict[tuple, float] = {}
-    gensim = None
-    for repeat in range(args.repeat):
-        gensim = train_gensim(first, dim=DIM, epochs=1, negatives=5, workers=threads)
+    losses: dict[tuple, list[float]] = {v: [] for v in [None, *variants]}
+    for repeat in range(args.repeat):  # each repeat with its own seed, for gensim and skipgram alike
+        gensim = train_gensim(first, dim=DIM, epochs=1, negatives=5, workers=threads, seed=repeat)
+        losses[None].append(held_out_comparison(new_model(first), gensim, test_pairs, softmax=False)["gensim"]["loss"])
         times[None].append((gensim.seconds, gensim.cpu_seconds))
         for variant in variants:
             batch, order, noise, loop = variant
             dm = data[order]
             dm.batch_size = batch
             dm.forget_pairs()  # every timed epoch draws its pairs, as gensim's does
-            torch.manual_seed(0)
-            model = SkipGram(
-                vocab_size=dm.vocab_size, embedding_dim=DIM, optimizer="sgd", lr=0.025, share_noise=noise == "shared"
-            )
-            model.noise.copy_(noise_distribution(dm.word_counts))
+            torch.manual_seed(repeat)
+            model = new_model(dm, share_noise=noise == "shared")
             times[variant].append(timed(trainer_epoch if loop == "trainer" else plain_loop, model, dm))
-            if repeat == 0:
-                compared = held_out_comparison(model, gensim, test_pairs, softmax=False)
-                losses[variant], losses[None] = compared["skipgram"]["loss"], compared["gensim"]["loss"]
+            losses[variant].append(held_out_comparison(model, gensim, test_pairs, softmax=False)["skipgram"]["loss"])
     median = {v: tuple(statistics.median(t[i] for t in runs) for i in (0, 1)) for v, runs in times.items()}
+    loss = {v: statistics.mean(values) for v, values in losses.items()}
     lines = [
         "## skipgram: throughput and held-out loss against gensim",
         "",
@@ -150,12 +153,13 @@ def main() -> int:
         f"{len(first.training_sentences()):,} training sentences, vocabulary N = {first.vocab_size:,}; "
         f"{threads} threads; dimension {DIM}, window 5, 5 noise words, subsampling 1e-3, min count 5, 1 epoch; "
         f"skipgram: SGD on sparse gradients of the batch's summed loss, lr 0.025 decaying linearly over the "
-        f"epoch (word2vec's). Medians of {args.repeat} interleaved runs (CPU s: their range). "
+        f"epoch (word2vec's). Times: medians of {args.repeat} interleaved runs (CPU s: their range); held-out "
+        f"loss: mean (and range) over the runs, seeds 0–{args.repeat - 1}. "
         f"Machine: {machine_description()}; load average {load_average()} at the end.",
         "",
         "| variant | batch | centre tokens | noise words | wall s | words/s | ratio to gensim | CPU s "
-        "| CPU s, range | words per CPU-s | ratio to gensim | held-out NS loss | loss / gensim's |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| CPU s, range | words per CPU-s | ratio to gensim | held-out NS loss | loss, range | loss / gensim's |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     names = {"trainer": "skipgram through Lightning's Trainer", "plain": "skipgram, plain loop"}
     for variant in [None, *variants]:
@@ -169,7 +173,8 @@ def main() -> int:
         lines.append(
             f"| {head} | {seconds:.1f} | {words / seconds:,.0f} | {median[None][0] / seconds:.2f} | {cpu:.1f} "
             f"| {min(spread):.1f}–{max(spread):.1f} | {words / cpu:,.0f} | {median[None][1] / cpu:.2f} "
-            f"| {losses[variant]:.4f} | {losses[variant] / losses[None]:.4f} |"
+            f"| {loss[variant]:.4f} | {min(losses[variant]):.4f}–{max(losses[variant]):.4f} "
+            f"| {loss[variant] / loss[None]:.4f} |"
         )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")

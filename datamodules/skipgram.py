@@ -218,9 +218,12 @@ class SkipGramDataModule(LightningDataModule):
         batches = ConsecutiveBatches(SequentialSampler(dataset), self.batch_size, drop_last=False)
         return DataLoader(dataset, batch_sampler=batches, num_workers=self.num_workers, collate_fn=collate_stacked)
 
-    def train_dataloader(self) -> DataLoader:
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+    def loader_for_epoch(self, epoch: int) -> DataLoader:
+        """The training loader of ``epoch``: its pairs (:meth:`pairs_for_epoch`) in consecutive batches."""
         return self._loader(self.pairs_for_epoch(epoch))
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader_for_epoch(self.trainer.current_epoch if self.trainer is not None else 0)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self._held["val"])
