@@ -18,7 +18,7 @@ from datamodules.base import DataError
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _TAG = re.compile(r"/[A-Za-z]+$")  # People's Daily style "word/tag"
-_PAIR_CHUNK = 1 << 20  # centre tokens whose candidate contexts skipgram_pairs lays out at once
+_PAIR_CHUNK = 1 << 16  # centre tokens whose candidate contexts skipgram_pairs lays out at once
 
 
 def text_files(path: Path) -> list[Path]:
