@@ -135,6 +135,23 @@ def test_each_centre_token_s_pairs_stay_together_and_batches_are_slices(tmp_path
     assert [len(x) for x in batches[:-1]] == [100] * (len(batches) - 1) and torch.equal(torch.cat(batches), b)
 
 
+def test_consecutive_batches_are_slices_and_other_samplers_get_index_lists():
+    from torch.utils.data import DistributedSampler, SequentialSampler
+
+    from datamodules.skipgram import ConsecutiveBatches, PairDataset
+
+    pairs = torch.arange(20).view(10, 2)
+    data = PairDataset(pairs)
+    slices = list(ConsecutiveBatches(SequentialSampler(data), 4, drop_last=False))
+    assert slices == [range(0, 4), range(4, 8), range(8, 10)]
+    assert torch.equal(data.__getitems__(slices[1])[0], pairs[4:8])
+    assert len(list(ConsecutiveBatches(SequentialSampler(data), 4, drop_last=True))) == 2
+    # under DDP Lightning puts a distributed sampler under the batch sampler: rank 1 of 2 gets every other pair
+    ranked = list(ConsecutiveBatches(DistributedSampler(data, num_replicas=2, rank=1, shuffle=False), 4, False))
+    assert ranked == [[1, 3, 5, 7], [9]]
+    assert torch.equal(data.__getitems__(ranked[0])[0], pairs[[1, 3, 5, 7]])
+
+
 def test_shared_noise_words_are_drawn_once_per_run_of_a_centre_word():
     model = SkipGram(vocab_size=20, embedding_dim=4)
     torch.nn.init.normal_(model.context.weight)
