@@ -2,8 +2,11 @@
 
 Each word has an input vector u (the embedding that is kept) and an output vector v. A
 (centre, context) pair scores ⟨u_c, v_o⟩; the loss is :func:`losses.negative_sampling.negative_sampling_loss`
-against ``negatives`` noise words drawn from the unigram^0.75 distribution, or the exact softmax
-over the vocabulary (:func:`losses.negative_sampling.full_softmax_loss`) for small vocabularies.
+against ``negatives`` noise words drawn from the unigram^0.75 distribution (by an alias table), or
+the exact softmax over the vocabulary (:func:`losses.negative_sampling.full_softmax_loss`) for small
+vocabularies. In training, the pairs of one centre token share one draw of noise words
+(``share_noise``, :func:`losses.negative_sampling.shared_noise_negative_sampling_loss`); held-out
+losses draw them per pair.
 Without an ``embedding_dim`` the n > 8.33·ln N rule chooses it
 (:func:`lit_modules.components.embedding_dimension.min_embedding_dim`).
 
