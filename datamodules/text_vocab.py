@@ -18,6 +18,7 @@ from datamodules.base import DataError
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _TAG = re.compile(r"/[A-Za-z]+$")  # People's Daily style "word/tag"
+_PAIR_CHUNK = 1 << 16  # centre tokens whose candidate contexts skipgram_pairs lays out at once
 
 
 def text_files(path: Path) -> list[Path]:
@@ -131,13 +132,21 @@ def keep_probabilities(counts: np.ndarray, sample: float = 1e-3) -> np.ndarray:
 
 
 def skipgram_pairs(
-    tokens: np.ndarray, sentence_ids: np.ndarray, window: int, rng: np.random.Generator, keep: np.ndarray | None = None
+    tokens: np.ndarray,
+    sentence_ids: np.ndarray,
+    window: int,
+    rng: np.random.Generator,
+    keep: np.ndarray | None = None,
+    shuffle: bool = False,
 ) -> np.ndarray:
     """(centre, context) pairs of a corpus with word2vec's dynamic window, after subsampling.
 
     Each kept token draws b uniformly from {0, …, window − 1} and pairs with the kept tokens of its
     own sentence at most ``window − b`` positions away on either side (nearer words are paired more
-    often). Subsampled tokens are removed before the window is applied, as in word2vec.
+    often). Subsampled tokens are removed before the window is applied, as in word2vec. Each centre
+    token's 2·window candidate positions are laid out as one row of a table and masked (outside the
+    sentence or the token's reach), so the pairs come out grouped by centre token without a sort,
+    and shuffling the centre tokens costs only the permutation of the rows.
 
     Args:
         tokens: word ids of the whole corpus, sentences one after another.
@@ -145,9 +154,12 @@ def skipgram_pairs(
         window: the largest distance between centre and context.
         rng: source of the subsampling and window draws (seed it for a reproducible epoch).
         keep: per-word keep probabilities from :func:`keep_probabilities`; None keeps every token.
+        shuffle: put the centre tokens in random order (each one's pairs stay together) instead of
+            the text's order.
 
     Returns:
-        ``(P, 2)`` int64 array of (centre, context) word ids, ordered by centre position.
+        ``(P, 2)`` int64 array of (centre, context) word ids, the pairs of one centre token next to
+        each other (context from left to right), the centre tokens in text order or shuffled.
 
     Shape:
         - tokens, sentence_ids: ``(T,)``
@@ -158,17 +170,14 @@ def skipgram_pairs(
         mask = rng.random(len(tokens)) < keep[tokens]
         tokens, sentence_ids = tokens[mask], sentence_ids[mask]
     reach = window - rng.integers(0, window, size=len(tokens))  # effective window of each centre, 1..window
-    centres, contexts, order = [], [], []
-    positions = np.arange(len(tokens))
-    for distance in range(1, window + 1):
-        left, right = positions[:-distance], positions[distance:]
-        same = sentence_ids[left] == sentence_ids[right]
-        for c, o in ((left, right), (right, left)):  # context after, then before the centre
-            ok = same & (reach[c] >= distance)
-            centres.append(tokens[c[ok]])
-            contexts.append(tokens[o[ok]])
-            order.append(c[ok] * (2 * window + 1) + (distance if c is left else -distance) + window)
-    if not centres:
-        return np.zeros((0, 2), dtype=np.int64)
-    pairs = np.stack((np.concatenate(centres), np.concatenate(contexts)), axis=1)
-    return pairs[np.argsort(np.concatenate(order), kind="stable")]
+    centres = rng.permutation(len(tokens)) if shuffle else np.arange(len(tokens))  # positions, in pair order
+    offsets = np.concatenate((np.arange(-window, 0), np.arange(1, window + 1)))  # context from left to right
+    chunks = []
+    for start in range(0, len(centres), _PAIR_CHUNK):  # a (chunk, 2·window) table of candidates at a time
+        c = centres[start : start + _PAIR_CHUNK, None]
+        o = c + offsets
+        inside = (o >= 0) & (o < len(tokens))
+        o = np.where(inside, o, c)
+        ok = inside & (np.abs(offsets) <= reach[c]) & (sentence_ids[o] == sentence_ids[c])
+        chunks.append(np.stack((np.broadcast_to(tokens[c], o.shape)[ok], tokens[o[ok]]), axis=1))
+    return np.concatenate(chunks) if chunks else np.zeros((0, 2), dtype=np.int64)

@@ -2,8 +2,11 @@
 
 Each word has an input vector u (the embedding that is kept) and an output vector v. A
 (centre, context) pair scores ⟨u_c, v_o⟩; the loss is :func:`losses.negative_sampling.negative_sampling_loss`
-against ``negatives`` noise words drawn from the unigram^0.75 distribution, or the exact softmax
-over the vocabulary (:func:`losses.negative_sampling.full_softmax_loss`) for small vocabularies.
+against ``negatives`` noise words drawn from the unigram^0.75 distribution (by an alias table), or
+the exact softmax over the vocabulary (:func:`losses.negative_sampling.full_softmax_loss`) for small
+vocabularies. In training, the pairs of one centre token share one draw of noise words
+(``share_noise``, :func:`losses.negative_sampling.shared_noise_negative_sampling_loss`); held-out
+losses draw them per pair.
 Without an ``embedding_dim`` the n > 8.33·ln N rule chooses it
 (:func:`lit_modules.components.embedding_dimension.min_embedding_dim`).
 
@@ -24,7 +27,14 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from lit_modules.components.embedding_dimension import min_embedding_dim
-from losses.negative_sampling import full_softmax_loss, fused_negative_sampling_loss, noise_distribution
+from losses.negative_sampling import (
+    alias_sample,
+    alias_table,
+    full_softmax_loss,
+    fused_negative_sampling_loss,
+    noise_distribution,
+    shared_noise_negative_sampling_loss,
+)
 
 LOSSES = ("negative_sampling", "softmax")
 OPTIMIZERS = ("sgd", "adam")
@@ -43,6 +53,10 @@ class SkipGram(LightningModule):
         lr: learning rate (word2vec's 0.025 for ``sgd``).
         sparse: sparse embedding gradients (dense under NCCL, which cannot all-reduce them, and with
             the full softmax, where every output vector gets a gradient).
+        share_noise: in training, consecutive pairs with the same centre word (the pairs of one
+            centre token, which the data module keeps together) share one draw of K noise words; each
+            pair's expected loss and gradient are unchanged, and a step gathers and updates about a
+            sixth of the noise rows (see BENCHMARKS.md). Held-out losses always draw per pair.
     """
 
     def __init__(
@@ -54,6 +68,7 @@ class SkipGram(LightningModule):
         optimizer: str = "sgd",
         lr: float = 0.025,
         sparse: bool = True,
+        share_noise: bool = True,
     ) -> None:
         super().__init__()
         if vocab_size is None:
@@ -81,6 +96,8 @@ class SkipGram(LightningModule):
         nn.init.uniform_(self.centre.weight, -0.5 / embedding_dim, 0.5 / embedding_dim)  # word2vec's start
         nn.init.zeros_(self.context.weight)
         self.register_buffer("noise", torch.full((vocab_size,), 1.0 / vocab_size, dtype=torch.float64))
+        # the alias table of ``noise`` for sampling, with the storage and version of ``noise`` it was built from
+        self._alias: tuple[tuple[int, int], torch.Tensor, torch.Tensor] | None = None
         self.held_out = nn.ModuleDict(
             {s: MeanMetric() for s in ("val_loss", "val_softmax", "test_loss", "test_softmax")}
         )
@@ -100,16 +117,45 @@ class SkipGram(LightningModule):
         return self.centre(words)
 
     def pair_losses(self, pairs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The training loss of each (centre, context) pair, noise words drawn here. Shape: ``(B, 2)`` → ``(B,)``."""
+        """The loss of each (centre, context) pair, K noise words drawn here for each. Shape: ``(B, 2)`` → ``(B,)``."""
         if self.hparams.loss == "softmax":
             return self.softmax_losses(pairs)
         return self.negative_sampling_losses(pairs, self.sample_noise(len(pairs), generator).to(pairs.device))
 
+    def training_losses(self, pairs: torch.Tensor) -> torch.Tensor:
+        """The loss of each pair that training steps on: :meth:`pair_losses`, or with ``share_noise`` one
+        draw of noise words for each run of consecutive pairs with the same centre word. Shape: ``(B, 2)`` → ``(B,)``.
+        """
+        if self.hparams.loss == "softmax" or not self.hparams.share_noise:
+            return self.pair_losses(pairs)
+        return self.shared_noise_losses(pairs)
+
+    def shared_noise_losses(self, pairs: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Negative-sampling loss of each pair, one set of K noise words for each of the G runs of consecutive
+        pairs with the same centre word (drawn here unless given). Shape: ``(B, 2), (G, K)`` → ``(B,)``.
+        """
+        centres, group = torch.unique_consecutive(pairs[:, 0], return_inverse=True)
+        if noise is None:
+            noise = self.sample_noise(len(centres)).to(pairs.device)
+        elif len(noise) != len(centres):
+            raise ValueError(f"{len(centres)} runs of equal centre words need {len(centres)} rows of noise words, "
+                             f"got {len(noise)}")
+        outputs = self.context(torch.cat((pairs[:, 1], noise.reshape(-1))))  # one gather: contexts, then noise words
+        return shared_noise_negative_sampling_loss(self.centre(centres), outputs, group)
+
     def sample_noise(self, num_pairs: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``negatives`` noise words per pair from the unigram^0.75 distribution. Shape: ``(num_pairs, K)``."""
-        weights = self.noise if generator is None else self.noise.cpu()  # a seeded generator lives on the CPU
-        k = self.hparams.negatives
-        return torch.multinomial(weights, num_pairs * k, replacement=True, generator=generator).view(num_pairs, k)
+        """``negatives`` noise words per pair from the unigram^0.75 distribution. Shape: ``(num_pairs, K)``.
+
+        Drawn from an alias table of ``noise`` (:func:`losses.negative_sampling.alias_table`), rebuilt
+        whenever ``noise`` changes (a new vocabulary's counts, a loaded checkpoint).
+        """
+        key = (self.noise.data_ptr(), self.noise._version)
+        if self._alias is None or self._alias[0] != key:
+            self._alias = (key, *(t.to(self.noise.device) for t in alias_table(self.noise.cpu())))
+        accept, alias = self._alias[1:]
+        if generator is not None:  # a seeded generator lives on the CPU
+            accept, alias = accept.cpu(), alias.cpu()
+        return alias_sample(accept, alias, (num_pairs, self.hparams.negatives), generator)
 
     def negative_sampling_losses(self, pairs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Negative-sampling loss of each pair against the given noise words. Shape: ``(B, 2), (B, K)`` → ``(B,)``.
@@ -137,7 +183,7 @@ class SkipGram(LightningModule):
         return full_softmax_loss(self.centre(pairs[:, 0]), pairs[:, 1], self.context.weight)
 
     def training_step(self, batch, batch_idx):
-        losses = self.pair_losses(batch[0])
+        losses = self.training_losses(batch[0])
         loss = self.step_loss(losses)
         if batch_idx % self.trainer.log_every_n_steps == 0:  # logging costs as much as a small step
             self.log("train/loss", losses.detach().mean(), prog_bar=True)

@@ -128,3 +128,122 @@ def fused_negative_sampling_loss(centre: torch.Tensor, outputs: torch.Tensor) ->
         - output: ``(B,)``
     """
     return _FusedNegativeSampling.apply(centre, outputs)
+
+
+def alias_table(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Walker's alias table of a discrete distribution (Vose's construction), for O(1) sampling.
+
+    Column i of the table holds word i with probability ``accept[i]`` and word ``alias[i]`` otherwise;
+    picking a column uniformly gives word w with probability
+
+    .. math:: \frac{1}{N}\Big(a_w + \sum_{i:\ \mathrm{alias}_i = w} (1 - a_i)\Big) = p_w .
+
+    Args:
+        probs: a probability vector (non-negative, summing to 1).
+
+    Returns:
+        ``(accept, alias)``: float64 and int64, for :func:`alias_sample`.
+
+    Shape:
+        - probs: ``(N,)``
+        - accept, alias: ``(N,)``
+    """
+    if probs.dim() != 1 or len(probs) == 0 or (probs < 0).any():
+        raise ValueError(f"an alias table needs a non-empty 1-D vector of probabilities, got {tuple(probs.shape)}")
+    scaled = (probs.double() / probs.double().sum() * len(probs)).tolist()
+    accept, alias = [1.0] * len(scaled), list(range(len(scaled)))
+    small = [i for i, q in enumerate(scaled) if q < 1.0]
+    large = [i for i, q in enumerate(scaled) if q >= 1.0]
+    while small and large:
+        s, g = small.pop(), large.pop()
+        accept[s], alias[s] = scaled[s], g
+        scaled[g] -= 1.0 - scaled[s]
+        (small if scaled[g] < 1.0 else large).append(g)
+    for i in small + large:  # left over only through rounding: their columns keep themselves
+        accept[i] = 1.0
+    return torch.tensor(accept, dtype=torch.float64), torch.tensor(alias, dtype=torch.int64)
+
+
+def alias_sample(
+    accept: torch.Tensor, alias: torch.Tensor, shape: tuple[int, ...], generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Draws from the distribution of an :func:`alias_table`: a uniform column, then its word or its alias.
+
+    Two uniform draws and two gathers per sample, against ``torch.multinomial``'s search of the
+    cumulative distribution (about 5× slower for 20,000 draws from 14,000 words on one CPU thread).
+
+    Shape:
+        - accept, alias: ``(N,)``
+        - output: ``shape``, int64
+    """
+    columns = torch.randint(len(accept), shape, generator=generator, device=accept.device)
+    coin = torch.rand(shape, generator=generator, dtype=accept.dtype, device=accept.device)
+    return torch.where(coin < accept[columns], columns, alias[columns])
+
+
+class _SharedNoiseNegativeSampling(torch.autograd.Function):
+    """Negative-sampling loss with noise words shared by groups (:func:`shared_noise_negative_sampling_loss`)."""
+
+    @staticmethod
+    def forward(ctx, centre, outputs, group):
+        pairs, groups = len(group), len(centre)
+        context, noise = outputs[:pairs], outputs[pairs:].view(groups, -1, outputs.shape[1])
+        centre_of_pair = centre.index_select(0, group)  # (B, D)
+        positive = torch.bmm(centre_of_pair.unsqueeze(1), context.unsqueeze(-1)).view(-1)  # (B,)
+        negative = torch.bmm(noise, centre.unsqueeze(-1)).squeeze(-1)  # (G, K)
+        ctx.save_for_backward(centre, outputs, group, centre_of_pair, torch.sigmoid(positive) - 1.0,
+                              torch.sigmoid(negative))
+        return -F.logsigmoid(positive) - F.logsigmoid(-negative).sum(dim=-1).index_select(0, group)
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        centre, outputs, group, centre_of_pair, grad_positive, grad_negative = ctx.saved_tensors
+        pairs, groups = len(group), len(centre)
+        context, noise = outputs[:pairs], outputs[pairs:].view(groups, -1, outputs.shape[1])
+        grad_positive = grad_positive * grad_loss  # (B,)
+        weight = torch.zeros(groups, dtype=grad_loss.dtype, device=grad_loss.device).index_add_(0, group, grad_loss)
+        grad_negative = grad_negative * weight.unsqueeze(-1)  # (G, K): each pair of the group adds its share
+        grad_centre = torch.bmm(grad_negative.unsqueeze(1), noise).squeeze(1)
+        grad_centre.index_add_(0, group, grad_positive.unsqueeze(-1) * context)
+        grad_outputs = torch.empty_like(outputs)
+        torch.mul(grad_positive.unsqueeze(-1), centre_of_pair, out=grad_outputs[:pairs])
+        torch.mul(grad_negative.unsqueeze(-1), centre.unsqueeze(1), out=grad_outputs[pairs:].view(noise.shape))
+        return grad_centre, grad_outputs, None
+
+
+def shared_noise_negative_sampling_loss(
+    centre: torch.Tensor, outputs: torch.Tensor, group: torch.Tensor
+) -> torch.Tensor:
+    r"""Negative-sampling loss of pairs that share their centre word's vector and noise words, gradient in closed form.
+
+    Pair b belongs to group g(b). The groups' centre vectors u_g come once per group; ``outputs``
+    holds first the pairs' context vectors v_{o_b} (B rows), then each group's K noise words'
+    output vectors v_{n_{g,k}} (G·K rows, group after group), so that one gather of the output
+    table serves both. Each pair's loss is :func:`negative_sampling_loss` with its group's noise words:
+
+    .. math::
+        \ell_b = -\log\sigma(s_b) - \sum_k \log\sigma(-s_{g(b),k}), \qquad
+        s_b = \langle u_{g(b)}, v_{o_b}\rangle,\ s_{g,k} = \langle u_g, v_{n_{g,k}}\rangle
+
+    For an upstream gradient w_b and W_g = Σ_{b ∈ g} w_b:
+
+    .. math::
+        \frac{\partial L}{\partial v_{o_b}} = w_b(\sigma(s_b) - 1)\,u_{g(b)}, \qquad
+        \frac{\partial L}{\partial v_{n_{g,k}}} = W_g\,\sigma(s_{g,k})\,u_g, \qquad
+        \frac{\partial L}{\partial u_g} = \sum_{b \in g} w_b(\sigma(s_b) - 1)\,v_{o_b}
+            + W_g \sum_k \sigma(s_{g,k})\,v_{n_{g,k}}
+
+    With groups of one pair this is :func:`fused_negative_sampling_loss`. Sharing the noise words
+    of the pairs of one centre word (word2vec's window gives each about six) keeps every pair's
+    expected loss and gradient, and gathers and updates K output rows per group instead of per pair.
+
+    Shape:
+        - centre: ``(G, D)``
+        - outputs: ``(B + G·K, D)``
+        - group: ``(B,)`` int64 in [0, G)
+        - output: ``(B,)``
+    """
+    if len(group) > len(outputs) or (len(outputs) - len(group)) % max(1, len(centre)):
+        raise ValueError(f"outputs must hold {len(group)} context rows and K rows per group for {len(centre)} groups, "
+                         f"got {len(outputs)} rows")
+    return _SharedNoiseNegativeSampling.apply(centre, outputs, group)

@@ -115,6 +115,63 @@ def test_text_corpus_pairs_are_drawn_anew_each_epoch_and_reproducibly(tmp_path):
     assert not torch.equal(a, b)
 
 
+def test_each_centre_token_s_pairs_stay_together_and_batches_are_slices(tmp_path):
+    words = " ".join(f"w{i % 101}" for i in range(300))
+    (tmp_path / "t.txt").write_text("\n".join([words] * 20), encoding="utf-8")
+    kwargs = dict(corpus=str(tmp_path / "t.txt"), min_count=1, sample=0, window=3, held_out=0.2, batch_size=100)
+    text, shuffled = SkipGramDataModule(shuffle=False, **kwargs), SkipGramDataModule(shuffle=True, **kwargs)
+    a, b = text.pairs_for_epoch(0), shuffled.pairs_for_epoch(0)
+    # the same pairs (same subsampling and windows), in another order
+    assert not torch.equal(a, b)
+    assert sorted(map(tuple, a.tolist())) == sorted(map(tuple, b.tolist()))
+    # shuffled: a run of one centre word is one token's window (at most 2 × window pairs; two neighbouring
+    # tokens of the same word, 1 in 101, make a longer one); text order: word i is followed by word i + 1
+    # within a line, so the centre goes up by 1 (mod 101) from run to run
+    runs = torch.unique_consecutive(b[:, 0], return_counts=True)[1]
+    assert (runs > 6).float().mean() < 0.03 and runs.float().mean() > 2
+    steps = torch.unique_consecutive(a[:, 0]).diff() % 101
+    assert (steps == 1).float().mean() > 0.99
+    batches = [batch[0] for batch in shuffled.train_dataloader()]
+    assert [len(x) for x in batches[:-1]] == [100] * (len(batches) - 1) and torch.equal(torch.cat(batches), b)
+
+
+def test_consecutive_batches_are_slices_and_other_samplers_get_index_lists():
+    from torch.utils.data import DistributedSampler, SequentialSampler
+
+    from datamodules.skipgram import ConsecutiveBatches, PairDataset
+
+    pairs = torch.arange(20).view(10, 2)
+    data = PairDataset(pairs)
+    slices = list(ConsecutiveBatches(SequentialSampler(data), 4, drop_last=False))
+    assert slices == [range(0, 4), range(4, 8), range(8, 10)]
+    assert torch.equal(data.__getitems__(slices[1])[0], pairs[4:8])
+    assert len(list(ConsecutiveBatches(SequentialSampler(data), 4, drop_last=True))) == 2
+    # under DDP Lightning puts a distributed sampler under the batch sampler: rank 1 of 2 gets every other pair
+    ranked = list(ConsecutiveBatches(DistributedSampler(data, num_replicas=2, rank=1, shuffle=False), 4, False))
+    assert ranked == [[1, 3, 5, 7], [9]]
+    assert torch.equal(data.__getitems__(ranked[0])[0], pairs[[1, 3, 5, 7]])
+
+
+def test_shared_noise_words_are_drawn_once_per_run_of_a_centre_word():
+    model = SkipGram(vocab_size=20, embedding_dim=4)
+    torch.nn.init.normal_(model.context.weight)
+    pairs = torch.tensor([[3, 1], [3, 2], [3, 5], [7, 1], [7, 3], [3, 9]])  # runs: 3 (three pairs), 7, 3
+    torch.manual_seed(0)
+    shared = model.training_losses(pairs)
+    torch.manual_seed(0)
+    noise = model.sample_noise(3)
+    expected = model.negative_sampling_losses(pairs, noise[torch.tensor([0, 0, 0, 1, 1, 2])])
+    assert torch.allclose(shared, expected)
+    per_pair = SkipGram(vocab_size=20, embedding_dim=4, share_noise=False)
+    per_pair.load_state_dict(model.state_dict())
+    torch.manual_seed(0)
+    drawn_per_pair = per_pair.training_losses(pairs)
+    torch.manual_seed(0)
+    assert torch.allclose(drawn_per_pair, model.negative_sampling_losses(pairs, model.sample_noise(6)))
+    with pytest.raises(ValueError, match="3 rows of noise words"):
+        model.shared_noise_losses(pairs, noise[:2])
+
+
 def test_train_and_evaluate_through_the_entry_points(caplog):
     code = train(
         "--model",

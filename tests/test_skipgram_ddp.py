@@ -40,3 +40,23 @@ def test_ddp_sparse_gradients_equal_single_process_gradients_on_the_global_batch
     for name in single:
         torch.testing.assert_close(distributed[name], single[name], rtol=1e-5, atol=1e-6,
                                    msg=lambda m, name=name: f"{name}: {m}")
+
+
+def shared_noise_step_loss(model, pairs, noise):
+    """The loss ``training_step`` steps on with ``share_noise``: one row of noise words per run of a centre word."""
+    return model.step_loss(model.shared_noise_losses(pairs, noise))
+
+
+def test_ddp_gradients_with_shared_noise_words_equal_single_process_gradients():
+    generator = torch.Generator().manual_seed(2)
+    centres = torch.randperm(VOCAB, generator=generator)[:16].repeat_interleave(4)  # 16 runs of 4 pairs
+    pairs = torch.stack((centres, torch.randint(0, VOCAB, (64,), generator=generator)), dim=1)
+    noise = torch.randint(0, VOCAB, (16, 5), generator=generator)  # each rank takes 8 runs and their rows
+    model = make_skipgram()
+    shared_noise_step_loss(model, pairs, noise).backward()
+    single = {name: p.grad.to_dense() for name, p in model.named_parameters()}
+    assert all(g.any() for g in single.values())
+    gathered = ddp_gradients(make_skipgram, shared_noise_step_loss, (pairs, noise))
+    for name in single:
+        torch.testing.assert_close(gathered[name].to_dense(), single[name], rtol=1e-5, atol=1e-6,
+                                   msg=lambda m, name=name: f"{name}: {m}")
