@@ -109,16 +109,30 @@ def test_two_process_ddp_training_and_evaluation():
     assert "mode coverage" in report.lower()
 
 
-@pytest.mark.measurement  # about 5 min on one core; the recipe (λ = 0.1) gave 94.4 % and 93.8 % on two seeds
-def test_ring_training_covers_every_mode():
-    """The registry's ring recipe, shortened: ≥ 90 % of points within 3σ of a mode, every mode ≥ 5 %."""
+def ring_coverage(*args: str) -> dict:
+    """Trains the registry's ring recipe (with ``args`` over it) on one thread; the coverage of its last checkpoint."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LITSUITE_RUNS_DIR": "runs"}
-    result = run_script("train.py", "--model", "wgan_gp", "--data", "gaussian_ring", "--logger", "csv", *FAST,
+    result = run_script("train.py", "--model", "wgan_gp", "--data", "gaussian_ring", "--logger", "csv", *args, *FAST,
                         env=env, timeout=1800)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     ckpt = only_run(Path("runs")) / "checkpoints" / "last.ckpt"
     model = WGANGP.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False)
     data = GaussianRingDataModule()
     points = model.sample(torch.randn(4000, model.hparams.latent_dim, generator=torch.Generator().manual_seed(5)))
-    coverage = mode_coverage(points, data.modes, data.std)
+    return mode_coverage(points, data.modes, data.std)
+
+
+@pytest.mark.slow
+def test_a_short_ring_training_covers_all_eight_modes():
+    """A quarter of the ring recipe (30 epochs, about 90 s on one thread): every mode holds ≥ 5 % of the points
+    and most points already lie within 3σ of a mode (81 % measured; an untrained or collapsed generator: ~0 %
+    or modes left empty)."""
+    coverage = ring_coverage("--trainer.max_epochs", "30")
+    assert min(coverage["per_mode"]) >= 0.05 and coverage["near"] >= 0.6, coverage
+
+
+@pytest.mark.measurement  # about 5 min on one core; the recipe (λ = 0.1) gave 94.4 % and 93.8 % on two seeds
+def test_ring_training_covers_every_mode():
+    """The registry's ring recipe: ≥ 90 % of points within 3σ of a mode, every mode ≥ 5 %."""
+    coverage = ring_coverage()
     assert coverage["near"] >= 0.9 and min(coverage["per_mode"]) >= 0.05, coverage
