@@ -31,6 +31,13 @@ CAPSULE = ("--model", "capsule", "--data", "digits", "--logger", "csv", "--data.
            "--data.init_args.batch_size", "32", "--data.init_args.num_workers", "2",
            "--trainer.limit_train_batches", "6", "--trainer.limit_val_batches", "2", "--model.conv_channels", "16",
            "--model.primary_types", "4", "--model.class_dim", "8", "--model.decoder_hidden", "[32,64]", *FAST)
+# capsule_em (EM routing, spread loss with its margin schedule) on Fashion-MNIST with random shifts of up to 2
+# pixels drawn in two loader workers: 5 batches of 16 per epoch, a small network.
+CAPSULE_EM = ("--model", "capsule_em", "--data", "fashion_mnist", "--logger", "csv", "--data.init_args.shift", "2",
+              "--data.init_args.batch_size", "16", "--data.init_args.num_workers", "2",
+              "--trainer.limit_train_batches", "5", "--trainer.limit_val_batches", "1", "--model.conv_channels", "8",
+              "--model.primary_types", "4", "--model.caps1_types", "4", "--model.caps2_types", "4",
+              "--model.iterations", "2", *FAST)
 # ocr_cnn with the center loss (learnable centres) on the 62 Latin letters and digits drawn with the DejaVu
 # fonts, noise and jitter drawn per index, dropout: 5 batches of 32 per epoch, a small network.
 OCR = ("--model", "ocr_cnn", "--data", "glyphs", "--logger", "csv", "--data.init_args.num_chinese", "0",
@@ -95,8 +102,8 @@ def resume(run: Path, runs: str) -> dict:
 @pytest.mark.parametrize(
     "args,steps,stop,check_without",
     # each stops at batch 2 of epoch 1; ocr_cnn's draws in the main process are dropout's, as cnn_baseline's
-    [(CNN, 24, 11, True), (CAPSULE, 18, 8, True), (OCR, 15, 7, False)],
-    ids=["cnn_baseline", "capsule", "ocr_cnn"],
+    [(CNN, 24, 11, True), (CAPSULE, 18, 8, True), (CAPSULE_EM, 15, 7, True), (OCR, 15, 7, False)],
+    ids=["cnn_baseline", "capsule", "capsule_em", "ocr_cnn"],
 )
 def test_classifier_with_random_draws_and_workers_resumes_mid_epoch_to_the_same_weights(args, steps, stop,
                                                                                         check_without):
