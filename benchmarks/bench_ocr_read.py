@@ -8,10 +8,12 @@ Run from the repository root::
 
 Lines: held-out corpus text drawn by ``GlyphsDataModule.line_samples`` with the held-out faces
 (48-px lines, 36-px font), saved as PNG. In one process, each stage over all lines: decoding the
-PNG, cutting (:func:`ocr.segment.cut_line`), preprocessing the cuts (``normalize_crop``), the
-CNN's top-3 (one batch per line, as the reader does), and Viterbi over the bigram model; then the
-whole reader with and without the language model. Last, the command itself, ``python -m ocr read``
-on all the files at once, wall time including the start of Python and torch.
+PNG, SPEC's cutting (:func:`ocr.segment.cut_line`), the reader's regrouping of boxes made of
+several ink runs (``Reader.cut``: SPEC's cuts, then the CNN reads every grouping), preprocessing
+the cuts (``normalize_crop``), the CNN's top-3 (one batch per line, as the reader does), and
+Viterbi over the bigram model; then the whole reader with and without the language model. Last,
+the command itself, ``python -m ocr read`` on all the files at once, wall time including the
+start of Python and torch.
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ def main() -> int:
         reader = Reader(model.eval(), list(data.charset), lm)
 
     grays, t_load = timed(load_gray, paths)
-    boxes, t_cut = timed(cut_line, grays)
+    _, t_cut = timed(cut_line, grays)
+    boxes, t_regroup = timed(reader.cut, grays)
     glyphs, t_prep = timed(lambda gb: glyph_batch(*gb), list(zip(grays, boxes)))
     with torch.no_grad():
         lattices, t_cnn = timed(reader.candidates, glyphs)
@@ -86,7 +89,8 @@ def main() -> int:
             raise SystemExit(done.stderr)
 
     rows = [
-        ("decode PNG", t_load), ("cut the line", t_cut), ("preprocess the cuts", t_prep),
+        ("decode PNG", t_load), ("SPEC's cuts", t_cut),
+        ("regrouped cuts (SPEC's, then the CNN on multi-run boxes)", t_regroup), ("preprocess the cuts", t_prep),
         ("CNN top-3", t_cnn), ("Viterbi + bigram model", t_viterbi),
         ("reader without the language model", t_no_lm), ("reader with the language model", t_lm),
     ]  # fmt: skip

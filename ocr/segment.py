@@ -1,6 +1,15 @@
-"""Cut a printed text line into character boxes by column projection (SPEC §1, kexue.fm/archives/3856)."""
+"""Cut a printed text line into character boxes by column projection (SPEC §1, kexue.fm/archives/3856).
+
+- :func:`cut_line`: SPEC's rule, boxes of about one line height (Chinese characters are square).
+- :func:`ink_runs` and :func:`best_partition`: the reader's second look at a box the rule made of
+  several ink runs. Latin letters and digits are narrower than a line height, so the rule glues
+  them in pairs ("1997" becomes two boxes); the reader (``ocr.read``) scores every grouping of
+  a box's runs with the CNN and keeps the most probable one.
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -101,3 +110,50 @@ def _trim(cols: np.ndarray, x0: int, x1: int) -> tuple[int, int] | None:
     if inked.size == 0:
         return None
     return x0 + int(inked[0]), x0 + int(inked[-1]) + 1
+
+
+def ink_runs(mask: np.ndarray, box: tuple[int, int]) -> list[tuple[int, int]]:
+    """The runs ``(x0, x1)`` of ink columns inside one box of :func:`cut_line`, left to right.
+
+    A box of a square character is usually one run; 川, 们 or two digits glued by the rule are
+    several. ``mask`` is the line's :func:`ink_mask`, as :func:`cut_line` uses it.
+
+    Shape:
+        - mask: ``(H, W)`` bool
+        - output: ``(m,)`` pairs, ``m >= 1`` when the box holds ink
+    """
+    x0, x1 = box
+    return [(x0 + a, x0 + b) for a, b in _runs(mask[:, x0:x1].any(axis=0))]
+
+
+def best_partition(log_prob: dict[tuple[int, int], float], n: int) -> list[tuple[int, int]]:
+    r"""The grouping of ``n`` consecutive ink runs into characters with the highest joint score.
+
+    A grouping splits runs ``0..n-1`` into consecutive groups :math:`[i, j)`; its score is
+    :math:`\sum_{[i,j)} \log p_{ij}`, with :math:`p_{ij}` the CNN's top-1 probability of the crop
+    spanning runs ``i..j-1`` (``log_prob[(i, j)]``; a missing entry is impossible). Dynamic
+    programming over the end of the last group, :math:`S(j) = \max_i S(i) + \log p_{ij}`,
+    :math:`S(0) = 0`; O(n²). Since every :math:`\log p \le 0`, a grouping into more characters
+    must earn it: 川's three strokes read as "l" three times lose to 川 read whole, while "19"
+    read whole as some character loses to "1" and "9" read clearly.
+
+    Shape:
+        - log_prob: ``{(i, j): float}`` for ``0 <= i < j <= n``
+        - output: the groups ``[(i, j), ...]`` covering ``0..n`` in order
+    """
+    if n < 1:
+        raise ValueError(f"need at least one ink run, got {n}")
+    best = [0.0] + [-math.inf] * n
+    back = [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(j):
+            score = best[i] + log_prob.get((i, j), -math.inf)
+            if score > best[j]:
+                best[j], back[j] = score, i
+    if best[n] == -math.inf:
+        raise ValueError("no grouping of the ink runs has a score")
+    groups, j = [], n
+    while j > 0:
+        groups.append((back[j], j))
+        j = back[j]
+    return groups[::-1]

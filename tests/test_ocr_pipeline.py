@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from ocr.bigram import BigramLM
-from ocr.segment import cut_line, ink_mask, keep_gaps
+from ocr.segment import best_partition, cut_line, ink_mask, ink_runs, keep_gaps
 from ocr.viterbi import path_score, viterbi
 
 CJK_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
@@ -139,3 +139,52 @@ def test_cut_line_recovers_the_boxes_of_lines_the_data_module_renders():
         for seed, text in enumerate(["我们的人民政府", "川流不息的小河儿", "中国经济发展"]):
             gray, boxes = render_line(text, face, seed=seed + 10 * i)
             assert same_boxes(cut_line(gray), boxes), (face, text)
+
+
+def _table(scores: dict[tuple[int, int], float]) -> dict[tuple[int, int], float]:
+    return {span: math.log(p) for span, p in scores.items()}
+
+
+def test_best_partition_keeps_a_character_whole_when_its_strokes_read_poorly():
+    # 川: three strokes, each read as "l" with p = 0.6; the whole read as 川 with p = 0.9.
+    scores = {(i, j): 0.05 for i in range(3) for j in range(i + 1, 4)}
+    scores.update({(0, 1): 0.6, (1, 2): 0.6, (2, 3): 0.6, (0, 3): 0.9})
+    assert best_partition(_table(scores), 3) == [(0, 3)]
+
+
+def test_best_partition_splits_glued_digits_read_clearly_apart():
+    # "19" glued by SPEC's rule: read whole as some character with p = 0.5, apart as "1" and "9" with 0.9 each.
+    assert best_partition(_table({(0, 1): 0.9, (1, 2): 0.9, (0, 2): 0.5}), 2) == [(0, 1), (1, 2)]
+    # four runs, the best grouping mixes: (0, 2) whole, then 2 and 3 apart
+    scores = {(i, j): 0.01 for i in range(4) for j in range(i + 1, 5)}
+    scores.update({(0, 2): 0.95, (2, 3): 0.9, (3, 4): 0.9, (0, 1): 0.5, (1, 2): 0.5, (2, 4): 0.3})
+    best = best_partition(_table(scores), 4)
+    assert best == [(0, 2), (2, 3), (3, 4)]
+    # the dynamic programme agrees with trying every grouping
+    groupings = []
+    for cuts in itertools.product([False, True], repeat=3):
+        bounds = [0, *[k + 1 for k, c in enumerate(cuts) if c], 4]
+        groupings.append(list(zip(bounds, bounds[1:])))
+    brute = max(groupings, key=lambda g: sum(_table(scores)[s] for s in g))
+    assert best == brute
+
+
+def test_best_partition_edge_cases():
+    assert best_partition({(0, 1): -0.1}, 1) == [(0, 1)]
+    assert best_partition({(0, 2): -3.0}, 2) == [(0, 2)]  # the only scored grouping
+    with pytest.raises(ValueError, match="at least one"):
+        best_partition({}, 0)
+    with pytest.raises(ValueError, match="no grouping"):
+        best_partition({(0, 1): -1.0}, 2)
+
+
+@needs_cjk_font
+def test_ink_runs_are_the_inked_column_runs_of_a_box():
+    gray, _ = draw_line("川电")
+    mask = ink_mask(gray)
+    boxes = cut_line(gray)
+    assert len(ink_runs(mask, boxes[0])) >= 3  # 川's three strokes
+    assert len(ink_runs(mask, boxes[1])) == 1
+    runs = ink_runs(mask, boxes[0])
+    assert runs[0][0] == boxes[0][0] and runs[-1][1] == boxes[0][1]
+    assert all(mask[:, a:b].any(axis=0).all() for a, b in runs)

@@ -15,7 +15,7 @@ from PIL import Image
 from lit_modules.ocr_cnn import OCRCNN
 from ocr.read import MODEL_CLASS_PATH, Reader, glyph_batch, main
 from ocr.segment import cut_line
-from tests.test_ocr_pipeline import CJK_FONT, draw_line, needs_cjk_font
+from tests.test_ocr_pipeline import CJK_FONT, draw_line, needs_cjk_font, same_boxes
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = "电视机上"
@@ -48,19 +48,24 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
             glyphs.append(glyph_batch(gray, cut_line(gray)))
     x = torch.from_numpy(np.concatenate(glyphs))
     y = torch.arange(len(TEXT)).repeat(len(glyphs))
-    model = OCRCNN(num_classes=len(TEXT), class_names=list(TEXT), channels=(8, 8), hidden=32, dropout=0.0)
+    return save_checkpoint(train_tiny(x, y, TEXT, steps=100), tmp_path_factory.mktemp("ckpt") / "ocr.ckpt")
+
+
+def train_tiny(x: torch.Tensor, y: torch.Tensor, chars: str, steps: int) -> OCRCNN:
+    """A small ocr_cnn (8/8 channels, 32 hidden, no dropout) fitted by full-batch Adam, in eval mode."""
+    model = OCRCNN(num_classes=len(chars), class_names=list(chars), channels=(8, 8), hidden=32, dropout=0.0)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny network: two threads only fight over a busy CPU
     try:
-        for _ in range(100):
+        for _ in range(steps):
             optimizer.zero_grad()
             loss, _, _ = model.loss(x, y)
             loss.backward()
             optimizer.step()
     finally:
         torch.set_num_threads(threads)
-    return save_checkpoint(model.eval(), tmp_path_factory.mktemp("ckpt") / "ocr.ckpt")
+    return model.eval()
 
 
 def write_line(path: Path, text: str = TEXT, size: int = 42, invert: bool = False) -> Path:
@@ -136,3 +141,51 @@ def test_bad_checkpoints_get_one_clear_line(tmp_path, capsys):
     junk = tmp_path / "junk.ckpt"
     junk.write_text("hello")
     assert str(junk) in one_error_line(capsys, [str(line), "--ckpt", str(junk)])
+
+
+DIGITS = "年1973"
+
+
+def proportional_line(text: str, height: int, seed: int) -> tuple[np.ndarray, list]:
+    """A line set as the data module sets them: each character's ink a few pixels after the last's."""
+    from ocr.fonts import FontFace
+    from ocr.render import render_line
+
+    return render_line(text, FontFace(str(CJK_FONT), 0, "WenQuanYi Micro Hei", "Regular", None), height, 3, seed)
+
+
+@pytest.fixture(scope="module")
+def digits_checkpoint(tmp_path_factory) -> Path:
+    """A small ocr_cnn that knows 年 and three digits, trained on each character's true box."""
+    if not CJK_FONT.is_file():
+        pytest.skip("fonts-wqy-microhei is not installed")
+    torch.manual_seed(0)
+    index = {c: i for i, c in enumerate(DIGITS)}
+    glyphs, labels = [], []
+    for seed, height in enumerate((36, 42, 48, 56)):
+        for text in ("1973年", "年3197", "71年39"):
+            gray, boxes = proportional_line(text, height, seed)
+            glyphs.append(glyph_batch(gray, boxes))
+            labels += [index[c] for c in text]
+    x, y = torch.from_numpy(np.concatenate(glyphs)), torch.tensor(labels)
+    return save_checkpoint(train_tiny(x, y, DIGITS, steps=150), tmp_path_factory.mktemp("digits") / "digits.ckpt")
+
+
+def test_reader_regroups_digits_that_spec_cutting_glues_in_pairs(digits_checkpoint):
+    gray, boxes = proportional_line("1997年", 48, seed=7)
+    assert len(cut_line(gray)) < len(boxes)  # SPEC's rule: digits are narrower than a line height
+    reader = Reader.from_checkpoint(digits_checkpoint)
+    assert same_boxes(reader.cut(gray), boxes)
+    assert reader.read_gray(gray) == "1997年"
+    spec = Reader.from_checkpoint(digits_checkpoint, refine_cuts=False)
+    assert spec.cut(gray) == cut_line(gray) and len(spec.read_gray(gray)) < 5
+
+
+def test_spec_cuts_flag_reads_the_rules_boxes(digits_checkpoint, tmp_path, capsys):
+    gray, _ = proportional_line("1997年", 48, seed=7)
+    path = tmp_path / "digits.png"
+    Image.fromarray(gray).save(path)
+    assert main([str(path), "--ckpt", str(digits_checkpoint), "--no-lm"]) == 0
+    assert capsys.readouterr().out == "1997年\n"
+    assert main([str(path), "--ckpt", str(digits_checkpoint), "--no-lm", "--spec-cuts"]) == 0
+    assert len(capsys.readouterr().out.strip()) < 5
